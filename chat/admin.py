@@ -1,0 +1,26 @@
+from django.contrib import admin
+
+from .models import Message, Room
+
+
+@admin.register(Room)
+class RoomAdmin(admin.ModelAdmin):
+    list_display = ["title", "slug", "created_by", "created_at"]
+    search_fields = ["title", "slug"]
+    prepopulated_fields = {"slug": ["title"]}
+    readonly_fields = ["last_message_id"]
+    raw_id_fields = ["created_by"]
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["id", "room", "author", "short_body", "created_at"]
+    list_filter = ["room"]
+    search_fields = ["body", "author__username"]
+    list_select_related = ["room", "author"]
+    raw_id_fields = ["room", "author"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="body")
+    def short_body(self, message: Message) -> str:
+        return message.body[:80]

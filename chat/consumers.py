@@ -1,0 +1,185 @@
+"""
+The WebSocket side of the chat: parse a frame, call the chat core, send the
+answer. Storage lives in services and selectors, the channel layer in events.
+"""
+
+import logging
+import time
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import DatabaseError
+
+from . import events, protocol, selectors, services
+from .errors import ChatError
+from .presence import presence_join, presence_leave
+from .protocol import CloseCode
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE = ChatError(
+    "unavailable",
+    "The message could not be stored right now; send it again with the same client_id.",
+    http_status=503,
+)
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    room = None
+
+    async def connect(self) -> None:
+        # Accept first: a close code and an error frame can only be sent on an
+        # open socket, and they tell the client not to reconnect.
+        await self.accept()
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self._refuse(
+                CloseCode.NOT_AUTHENTICATED, "not_authenticated", "Log in to chat."
+            )
+            return
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        room = await database_sync_to_async(selectors.room_get)(slug=slug)
+        if room is None:
+            await self._refuse(
+                CloseCode.ROOM_NOT_FOUND, "room_not_found", "There is no such room."
+            )
+            return
+
+        self.room = room
+        self.username = user.get_username()
+        self.last_typing = 0.0
+        await events.room_join(slug=room.slug, channel_name=self.channel_name)
+        await self._send_frame(
+            {
+                "type": "hello",
+                "room": {"slug": room.slug, "title": room.title},
+                "user": self.username,
+                "last_id": room.last_message_id,
+                "max_body_length": settings.CHAT_MESSAGE_MAX_LENGTH,
+            }
+        )
+        await presence_join(
+            slug=room.slug, channel_name=self.channel_name, username=self.username
+        )
+
+    async def disconnect(self, code: int) -> None:
+        if self.room is None:
+            return
+        await events.room_leave(slug=self.room.slug, channel_name=self.channel_name)
+        await presence_leave(slug=self.room.slug, channel_name=self.channel_name)
+
+    async def dispatch(self, message) -> None:
+        # Channels runs close_old_connections() in its sync thread before every
+        # handler. Every database call here goes through database_sync_to_async,
+        # which already does that on both sides, so skip the per-event thread hop
+        # that would otherwise cost each broadcast recipient.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    # --- Client frames ------------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.room is None:
+            return  # refused socket, closing
+        if text_data is None:
+            await self._send_error(
+                ChatError("binary_not_supported", "Send JSON in text frames.")
+            )
+            return
+        try:
+            frame = protocol.parse_client_frame(
+                text_data, max_length=settings.CHAT_MAX_FRAME_LENGTH
+            )
+        except ChatError as error:
+            await self._send_error(error)
+            return
+        if frame.type == "message":
+            await self._on_message(frame.data)
+        elif frame.type == "resume":
+            await self._on_resume(frame.data)
+        else:
+            await self._on_typing()
+
+    async def _on_message(self, data: dict) -> None:
+        client_id = data.get("client_id")
+        echo_id = client_id if services.client_id_is_valid(client_id) else None
+        try:
+            message, created = await database_sync_to_async(services.message_create)(
+                room=self.room,
+                author=self.scope["user"],
+                body=data.get("body"),
+                client_id=client_id,
+            )
+        except ChatError as error:
+            await self._send_error(error, client_id=echo_id)
+            return
+        except DatabaseError:
+            logger.warning("message from %s not stored", self.username, exc_info=True)
+            await self._send_error(UNAVAILABLE, client_id=echo_id)
+            return
+        if not created:
+            # A retry: the room already has it; answer the sender alone.
+            await self._send_frame(protocol.message_frame(message))
+
+    async def _on_resume(self, data: dict) -> None:
+        try:
+            after = protocol.parse_resume_after(data.get("after"))
+        except ChatError as error:
+            await self._send_error(error)
+            return
+        limit = settings.CHAT_RESUME_MAX_MESSAGES
+        try:
+            page = await database_sync_to_async(selectors.message_list)(
+                room=self.room, after=after, limit=limit
+            )
+        except DatabaseError:
+            logger.warning("resume for %s failed", self.username, exc_info=True)
+            await self._send_error(
+                ChatError("unavailable", "History is unavailable; resume again later.")
+            )
+            return
+        for message in page.messages:
+            await self._send_frame(protocol.message_frame(message))
+        await self._send_frame(
+            {
+                "type": "resume_done",
+                "after": after,
+                "last_id": page.messages[-1].id if page.messages else after,
+                "count": len(page.messages),
+                "has_more": page.has_more,
+            }
+        )
+
+    async def _on_typing(self) -> None:
+        now = time.monotonic()
+        if now - self.last_typing < settings.CHAT_TYPING_INTERVAL:
+            return
+        self.last_typing = now
+        await events.user_typing(slug=self.room.slug, username=self.username)
+
+    # --- Channel layer events (see chat.events) -------------------------------------
+
+    async def chat_message(self, event) -> None:
+        await self.send(text_data=event["text"])
+
+    async def chat_presence(self, event) -> None:
+        await self.send(text_data=event["text"])
+
+    async def chat_typing(self, event) -> None:
+        await self.send(text_data=event["text"])
+
+    # --- Helpers ----------------------------------------------------------------------
+
+    async def _send_frame(self, frame: dict) -> None:
+        await self.send(text_data=protocol.encode(frame))
+
+    async def _send_error(self, error: ChatError, *, client_id: str | None = None):
+        await self._send_frame(protocol.error_frame(error, client_id=client_id))
+
+    async def _refuse(self, code: int, error_code: str, detail: str) -> None:
+        await self._send_error(ChatError(error_code, detail))
+        await self.close(code=code)

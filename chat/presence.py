@@ -1,0 +1,165 @@
+"""
+Who is in each room.
+
+With REDIS_URL set, presence lives in Redis so every server process sees the
+same list: one sorted set per room whose members are "<channel>\\t<username>"
+scored by their expiry time. Each process refreshes the entries of its own
+sockets every CHAT_PRESENCE_TTL / 3 seconds in one pipeline, so the entries of
+a process that dies without saying goodbye expire on their own. Without Redis
+(the development defaults) presence is kept in this process's memory.
+
+Presence is best effort: if Redis is unreachable the chat goes on without it.
+"""
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import defaultdict
+
+from django.conf import settings
+from redis import asyncio as aioredis
+
+from . import events
+
+logger = logging.getLogger(__name__)
+
+SEPARATOR = "\t"
+
+
+async def presence_join(*, slug: str, channel_name: str, username: str) -> None:
+    """Record a socket in a room and announce the room's users soon."""
+    try:
+        await _store().join(slug, channel_name, username)
+    except Exception as exc:
+        logger.warning("presence: join of %s failed: %r", slug, exc)
+    _schedule_announcement(slug)
+
+
+async def presence_leave(*, slug: str, channel_name: str) -> None:
+    """Forget a socket and announce the room's remaining users soon."""
+    try:
+        await _store().leave(slug, channel_name)
+    except Exception as exc:
+        logger.warning("presence: leave of %s failed: %r", slug, exc)
+    _schedule_announcement(slug)
+
+
+async def presence_list(*, slug: str) -> list[str]:
+    """The room's users, sorted, each once however many sockets they have."""
+    return await _store().list(slug)
+
+
+# Joins and leaves are announced once per room per ANNOUNCE_DELAY and per
+# process: a storm of 200 sockets joining sends a handful of presence frames to
+# each socket, not 200.
+ANNOUNCE_DELAY = 0.2
+_pending: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]"
+_pending = weakref.WeakKeyDictionary()
+
+
+def _schedule_announcement(slug: str) -> None:
+    pending = _pending.setdefault(asyncio.get_running_loop(), {})
+    if slug not in pending:
+        pending[slug] = asyncio.ensure_future(_announce(slug, pending))
+
+
+async def _announce(slug: str, pending: dict) -> None:
+    await asyncio.sleep(ANNOUNCE_DELAY)
+    del pending[slug]
+    try:
+        users = await presence_list(slug=slug)
+        await events.presence_changed(slug=slug, users=users)
+    except Exception as exc:
+        logger.warning("presence: announcement in %s failed: %r", slug, exc)
+
+
+class _MemoryPresence:
+    def __init__(self) -> None:
+        self.rooms: dict[str, dict[str, str]] = defaultdict(dict)
+
+    async def join(self, slug: str, channel_name: str, username: str) -> None:
+        self.rooms[slug][channel_name] = username
+
+    async def leave(self, slug: str, channel_name: str) -> None:
+        room = self.rooms.get(slug, {})
+        room.pop(channel_name, None)
+        if not room:
+            self.rooms.pop(slug, None)
+
+    async def list(self, slug: str) -> list[str]:
+        return sorted(set(self.rooms.get(slug, {}).values()))
+
+
+class _RedisPresence:
+    """The Redis store of one event loop (a Daphne process has one)."""
+
+    def __init__(self, url: str, ttl: int) -> None:
+        self.redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self.ttl = ttl
+        # (slug, channel) -> member, for the sockets of this process.
+        self.local: dict[tuple[str, str], str] = {}
+        self.refresher: asyncio.Task | None = None
+
+    @staticmethod
+    def key(slug: str) -> str:
+        return f"chatroom:presence:{slug}"
+
+    async def join(self, slug: str, channel_name: str, username: str) -> None:
+        member = f"{channel_name}{SEPARATOR}{username}"
+        self.local[(slug, channel_name)] = member
+        self._start_refresher()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.key(slug), {member: time.time() + self.ttl})
+            # The key itself outlives its last member only briefly.
+            pipe.expire(self.key(slug), self.ttl * 2)
+            await pipe.execute()
+
+    async def leave(self, slug: str, channel_name: str) -> None:
+        member = self.local.pop((slug, channel_name), None)
+        if member is not None:
+            await self.redis.zrem(self.key(slug), member)
+
+    async def list(self, slug: str) -> list[str]:
+        key = self.key(slug)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(key, "-inf", time.time())
+            pipe.zrange(key, 0, -1)
+            _removed, members = await pipe.execute()
+        return sorted({member.split(SEPARATOR, 1)[1] for member in members})
+
+    def _start_refresher(self) -> None:
+        if self.refresher is None or self.refresher.done():
+            self.refresher = asyncio.ensure_future(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while self.local:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await self._refresh()
+            except Exception as exc:
+                logger.warning("presence: refresh failed: %r", exc)
+
+    async def _refresh(self) -> None:
+        expires = time.time() + self.ttl
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (slug, _channel), member in list(self.local.items()):
+                pipe.zadd(self.key(slug), {member: expires})
+                pipe.expire(self.key(slug), self.ttl * 2)
+            await pipe.execute()
+
+
+_memory_store = _MemoryPresence()
+_redis_stores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _RedisPresence]"
+_redis_stores = weakref.WeakKeyDictionary()
+
+
+def _store() -> _MemoryPresence | _RedisPresence:
+    if not settings.REDIS_URL:
+        return _memory_store
+    loop = asyncio.get_running_loop()
+    store = _redis_stores.get(loop)
+    if store is None:
+        store = _RedisPresence(settings.REDIS_URL, settings.CHAT_PRESENCE_TTL)
+        _redis_stores[loop] = store
+    return store

@@ -1,0 +1,226 @@
+import json
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from chat import services
+from chat.models import Message
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def url(room):
+    return reverse("chat:room_messages", kwargs={"slug": room.slug})
+
+
+@pytest.fixture
+def no_broadcast(monkeypatch):
+    monkeypatch.setattr("chat.events.message_created", lambda **event: None)
+
+
+@pytest.fixture
+def ids(room, user, no_broadcast):
+    return [
+        services.message_create(
+            room=room, author=user, body=f"m{n}", client_id=f"c{n}"
+        )[0].id
+        for n in range(5)
+    ]
+
+
+def post_json(client, url, data, **extra):
+    body = data if isinstance(data, str) else json.dumps(data)
+    return client.post(url, body, content_type="application/json", **extra)
+
+
+def error_code(response):
+    assert response["Content-Type"] == "application/json"
+    return response.json()["error"]["code"]
+
+
+# --- History ------------------------------------------------------------------
+
+
+def test_history_newest_page(auth_client, url, ids):
+    data = auth_client.get(url, {"limit": 2}).json()
+    assert [m["id"] for m in data["messages"]] == ids[-2:]
+    assert data["has_more"] is True
+    assert data["messages"][0] == {
+        "type": "message",
+        "id": ids[-2],
+        "room": "general",
+        "author": "alice",
+        "body": "m3",
+        "created_at": data["messages"][0]["created_at"],
+        "client_id": "c3",
+    }
+
+
+def test_history_after_and_before(auth_client, url, ids):
+    after = auth_client.get(url, {"after": ids[1]}).json()
+    assert [m["id"] for m in after["messages"]] == ids[2:]
+    assert after["has_more"] is False
+    before = auth_client.get(url, {"before": ids[3], "limit": 2}).json()
+    assert [m["id"] for m in before["messages"]] == ids[1:3]
+    assert before["has_more"] is True
+
+
+def test_history_default_and_maximum_limit(auth_client, url, ids, settings):
+    settings.CHAT_HISTORY_PAGE_SIZE = 3
+    assert len(auth_client.get(url).json()["messages"]) == 3
+    settings.CHAT_HISTORY_MAX_LIMIT = 4
+    assert len(auth_client.get(url, {"limit": 4}).json()["messages"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"after": "x"}, "invalid_after"),
+        ({"after": "-1"}, "invalid_after"),
+        ({"after": "1.5"}, "invalid_after"),
+        ({"after": "٣"}, "invalid_after"),
+        ({"before": "abc"}, "invalid_before"),
+        ({"before": "9" * 5000}, "invalid_before"),
+        ({"after": "1", "before": "5"}, "invalid_cursor"),
+        ({"limit": "0"}, "invalid_limit"),
+        ({"limit": "201"}, "invalid_limit"),
+        ({"limit": "ten"}, "invalid_limit"),
+        ({"limit": "9" * 5000}, "invalid_limit"),
+    ],
+)
+def test_history_bad_parameters_are_400(auth_client, url, ids, params, code):
+    response = auth_client.get(url, params)
+    assert response.status_code == 400
+    assert error_code(response) == code
+
+
+def test_history_of_unknown_room_is_404(auth_client):
+    response = auth_client.get(reverse("chat:room_messages", kwargs={"slug": "nope"}))
+    assert response.status_code == 404
+    assert error_code(response) == "room_not_found"
+
+
+def test_history_needs_login(client, url):
+    response = client.get(url)
+    assert response.status_code == 401
+    assert error_code(response) == "not_authenticated"
+
+
+def test_history_query_count_does_not_grow_with_the_page(
+    auth_client, url, ids, django_assert_max_num_queries
+):
+    # session + user + room + one page, whatever the page size
+    with django_assert_max_num_queries(4):
+        assert len(auth_client.get(url, {"limit": 5}).json()["messages"]) == 5
+
+
+# --- Posting ------------------------------------------------------------------
+
+
+def test_post_stores_and_returns_the_message(auth_client, url, no_broadcast):
+    response = post_json(auth_client, url, {"body": "hello", "client_id": "h-1"})
+    assert response.status_code == 201
+    frame = response.json()
+    assert frame["body"] == "hello"
+    assert frame["author"] == "alice"
+    assert frame["client_id"] == "h-1"
+    assert Message.objects.get().id == frame["id"]
+
+
+def test_post_retry_returns_the_stored_message(auth_client, url, no_broadcast):
+    first = post_json(auth_client, url, {"body": "hello", "client_id": "h-1"})
+    again = post_json(auth_client, url, {"body": "hello", "client_id": "h-1"})
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert Message.objects.count() == 1
+
+
+def test_post_without_client_id_gets_one(auth_client, url, no_broadcast):
+    response = post_json(auth_client, url, {"body": "hello"})
+    assert response.status_code == 201
+    assert response.json()["client_id"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ("not json", "invalid_json"),
+        ("[1]", "invalid_json"),
+        ("[" * 5000 + "]" * 5000, "invalid_json"),
+        ({"client_id": "x"}, "empty_body"),
+        ({"body": "   "}, "empty_body"),
+        ({"body": 5}, "invalid_body"),
+        ({"body": "a\u0000b"}, "invalid_body"),
+        ('{"body": "\\ud800"}', "invalid_body"),
+        ({"body": "x" * 2001}, "body_too_long"),
+        ({"body": "hi", "client_id": "x" * 65}, "invalid_client_id"),
+        ({"body": "hi", "client_id": 5}, "invalid_client_id"),
+    ],
+)
+def test_post_bad_input_is_400_and_stores_nothing(
+    auth_client, url, no_broadcast, payload, code
+):
+    response = post_json(auth_client, url, payload)
+    assert response.status_code == 400
+    assert error_code(response) == code
+    assert response.json()["error"]["detail"]
+    assert not Message.objects.exists()
+
+
+def test_post_too_large_is_413(auth_client, url, no_broadcast, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = post_json(auth_client, url, {"body": "x" * 2000})
+    assert response.status_code == 413
+    assert error_code(response) == "payload_too_large"
+
+
+def test_anonymous_post_is_401_and_stores_nothing(client, url):
+    response = post_json(client, url, {"body": "hi"})
+    assert response.status_code == 401
+    assert not Message.objects.exists()
+
+
+def test_other_methods_are_405(auth_client, url):
+    response = auth_client.delete(url)
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, POST"
+    assert error_code(response) == "method_not_allowed"
+
+
+# --- CSRF ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def csrf_client(user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    client.get(reverse("chat:room", kwargs={"slug": "general"}))
+    return client
+
+
+def test_post_without_csrf_token_is_403(csrf_client, url, room):
+    response = post_json(csrf_client, url, {"body": "hi"})
+    assert response.status_code == 403
+    assert error_code(response) == "csrf_failed"
+    assert not Message.objects.exists()
+
+
+def test_post_with_csrf_token_is_accepted(csrf_client, url, room, no_broadcast):
+    token = csrf_client.cookies["csrftoken"].value
+    response = post_json(csrf_client, url, {"body": "hi"}, HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 201
+
+
+def test_post_from_a_foreign_origin_is_403(csrf_client, url, room):
+    token = csrf_client.cookies["csrftoken"].value
+    response = post_json(
+        csrf_client,
+        url,
+        {"body": "hi"},
+        HTTP_X_CSRFTOKEN=token,
+        HTTP_ORIGIN="http://evil.example",
+    )
+    assert response.status_code == 403
+    assert not Message.objects.exists()

@@ -1,0 +1,61 @@
+import pytest
+
+from chat import selectors, services
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ids(room, user, monkeypatch):
+    monkeypatch.setattr("chat.events.message_created", lambda **kwargs: None)
+    return [
+        services.message_create(
+            room=room, author=user, body=f"m{n}", client_id=f"c{n}"
+        )[0].id
+        for n in range(7)
+    ]
+
+
+def page_ids(page):
+    return [message.id for message in page.messages]
+
+
+def test_newest_page_is_oldest_first(room, ids):
+    page = selectors.message_list(room=room, limit=3)
+    assert page_ids(page) == ids[-3:]
+    assert page.has_more
+
+
+def test_after_walks_forward(room, ids):
+    page = selectors.message_list(room=room, after=ids[1], limit=3)
+    assert page_ids(page) == ids[2:5]
+    assert page.has_more
+    last = selectors.message_list(room=room, after=ids[4], limit=3)
+    assert page_ids(last) == ids[5:]
+    assert not last.has_more
+
+
+def test_before_walks_back(room, ids):
+    page = selectors.message_list(room=room, before=ids[4], limit=3)
+    assert page_ids(page) == ids[1:4]
+    assert page.has_more
+    first = selectors.message_list(room=room, before=ids[1], limit=3)
+    assert page_ids(first) == ids[:1]
+    assert not first.has_more
+
+
+def test_pages_belong_to_one_room(room, user, ids):
+    other = services.room_create(slug="other", title="Other", created_by=user)
+    assert selectors.message_list(room=other, limit=50).messages == []
+    assert page_ids(selectors.message_list(room=room, limit=50)) == ids
+
+
+def test_a_page_costs_one_query(room, ids, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        page = selectors.message_list(room=room, limit=50)
+        [(m.author.username, m.room.slug) for m in page.messages]
+
+
+def test_room_get(room):
+    assert selectors.room_get(slug="general") == room
+    assert selectors.room_get(slug="missing") is None

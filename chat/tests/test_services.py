@@ -1,0 +1,163 @@
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from chat import events, services
+from chat.errors import ChatError
+from chat.models import Message, Room
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def broadcasts(monkeypatch, django_capture_on_commit_callbacks):
+    """Record what is broadcast, in order, instead of sending it.
+
+    The test runs inside a transaction that never commits; on-commit callbacks
+    run when the test's (simulated) commit comes, at the end of the test.
+    """
+    sent = []
+    monkeypatch.setattr(
+        events,
+        "message_created",
+        lambda *, message, prev_id: sent.append((message.id, prev_id)),
+    )
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        yield sent
+    assert len(sent) == len(callbacks)
+
+
+def create(room, user, body="hello", client_id="c-1"):
+    return services.message_create(
+        room=room, author=user, body=body, client_id=client_id
+    )
+
+
+def test_message_is_stored_trimmed_with_increasing_ids(room, user, broadcasts):
+    first, created = create(room, user, body="  hello  ", client_id="c-1")
+    second, _ = create(room, user, body="again", client_id="c-2")
+
+    assert created
+    assert first.body == "hello"
+    assert second.id > first.id
+    assert list(Message.objects.values_list("body", flat=True)) == ["hello", "again"]
+    room.refresh_from_db()
+    assert room.last_message_id == second.id
+
+
+def test_broadcast_names_the_previous_message(
+    room, user, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(
+        events, "message_created", lambda **event: sent.append(event["prev_id"])
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        first, _ = create(room, user, client_id="c-1")
+        second, _ = create(room, user, client_id="c-2")
+        third, _ = create(room, user, client_id="c-3")
+
+    assert sent == [None, first.id, second.id]
+
+
+def test_broadcast_waits_for_the_commit(
+    room, user, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(events, "message_created", lambda **event: sent.append(1))
+    with django_capture_on_commit_callbacks(execute=True):
+        with transaction.atomic():
+            create(room, user)
+            assert sent == []
+        assert sent == []  # still inside the test's own transaction
+    assert sent == [1]
+
+
+def test_nothing_is_broadcast_when_the_transaction_rolls_back(room, user, broadcasts):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        create(room, user)
+        raise RuntimeError("rolled back")
+    assert not Message.objects.exists()
+
+
+def test_same_client_id_is_an_idempotent_retry(room, user, broadcasts):
+    first, created_first = create(room, user, body="hello", client_id="retry-me")
+    again, created_again = create(room, user, body="hello", client_id="retry-me")
+
+    assert created_first and not created_again
+    assert again.id == first.id
+    assert Message.objects.count() == 1
+
+
+def test_client_id_is_per_author(room, user, other_user, broadcasts):
+    create(room, user, client_id="same")
+    _, created = create(room, other_user, client_id="same")
+    assert created
+    assert Message.objects.count() == 2
+
+
+def test_client_id_reused_in_another_room_is_refused(room, user, broadcasts):
+    other_room = services.room_create(slug="other", title="Other", created_by=user)
+    create(room, user, client_id="once")
+
+    with pytest.raises(ChatError) as error:
+        create(other_room, user, client_id="once")
+    assert error.value.code == "client_id_reused"
+    assert Message.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (None, "empty_body"),
+        ("", "empty_body"),
+        ("   \n\t ", "empty_body"),
+        (42, "invalid_body"),
+        (["hello"], "invalid_body"),
+        ("x" * 2001, "body_too_long"),
+        ("nul \x00 byte", "invalid_body"),
+        ("lone \ud800 surrogate", "invalid_body"),
+    ],
+)
+def test_bad_body_is_refused_and_nothing_stored(room, user, broadcasts, body, code):
+    with pytest.raises(ChatError) as error:
+        create(room, user, body=body)
+    assert error.value.code == code
+    assert error.value.detail
+    assert not Message.objects.exists()
+
+
+def test_body_at_the_limit_is_accepted(room, user, broadcasts, settings):
+    settings.CHAT_MESSAGE_MAX_LENGTH = 10
+    message, _ = create(room, user, body="x" * 10)
+    assert message.body == "x" * 10
+    with pytest.raises(ChatError):
+        create(room, user, body="x" * 11, client_id="c-2")
+
+
+@pytest.mark.parametrize(
+    "client_id", [None, "", 7, "x" * 65, "nul\x00", "\udfff", {"id": 1}]
+)
+def test_bad_client_id_is_refused(room, user, broadcasts, client_id):
+    with pytest.raises(ChatError) as error:
+        create(room, user, client_id=client_id)
+    assert error.value.code == "invalid_client_id"
+    assert not Message.objects.exists()
+
+
+def test_html_is_stored_verbatim(room, user, broadcasts):
+    payload = '<img src=x onerror=alert(1)> "quotes" </script>'
+    message, _ = create(room, user, body=payload)
+    message.refresh_from_db()
+    assert message.body == payload
+
+
+def test_room_create_validates_the_slug(user):
+    room = services.room_create(slug="news", title="News", created_by=user)
+    assert Room.objects.get(slug="news") == room
+
+    with pytest.raises(ValidationError):
+        services.room_create(slug="news", title="Again", created_by=user)
+    with pytest.raises(ValidationError):
+        services.room_create(slug="not a slug!", title="Bad", created_by=user)
+    assert Room.objects.count() == 1

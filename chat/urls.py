@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import api, views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.lobby, name="lobby"),
+    path("rooms/<slug:slug>/", views.room, name="room"),
+    path("api/rooms/<slug:slug>/messages/", api.room_messages, name="room_messages"),
+]

@@ -1,0 +1,103 @@
+"""The chat's HTML pages: lobby, room, sign-up. The JSON API is in chat.api."""
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import csrf
+
+from . import selectors, services
+from .forms import RoomForm
+
+
+def lobby(request: HttpRequest) -> HttpResponse:
+    form = RoomForm()
+    if request.method == "POST":
+        if not request.user.is_authenticated:
+            return redirect(f"{reverse(settings.LOGIN_URL)}?next={request.path}")
+        form = RoomForm(request.POST)
+        if form.is_valid():
+            try:
+                room = services.room_create(
+                    slug=form.cleaned_data["slug"],
+                    title=form.cleaned_data["title"],
+                    created_by=request.user,
+                )
+            except ValidationError as error:
+                form.add_error(None, error)
+            else:
+                return redirect("chat:room", slug=room.slug)
+    return render(
+        request, "chat/lobby.html", {"rooms": selectors.room_list(), "form": form}
+    )
+
+
+@login_required
+def room(request: HttpRequest, slug: str) -> HttpResponse:
+    room = selectors.room_get(slug=slug)
+    if room is None:
+        raise Http404("There is no such room.")
+    page = selectors.message_list(room=room, limit=settings.CHAT_HISTORY_PAGE_SIZE)
+    messages = page.messages
+    chat_config = {
+        "room": room.slug,
+        "title": room.title,
+        "user": request.user.get_username(),
+        "ws_path": f"/ws/chat/{room.slug}/",
+        "api_url": reverse("chat:room_messages", kwargs={"slug": room.slug}),
+        "last_id": messages[-1].id if messages else None,
+        "max_body_length": settings.CHAT_MESSAGE_MAX_LENGTH,
+        "poll_interval_ms": settings.CHAT_POLL_INTERVAL_MS,
+    }
+    chat_config["history_url"] = chat_config["api_url"]
+    return render(
+        request,
+        "chat/room.html",
+        {
+            "room": room,
+            "recent_messages": messages,
+            "has_older": page.has_more,
+            "chat_config": chat_config,
+        },
+    )
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user)
+        next_url = request.POST.get("next", "")
+        if url_has_allowed_host_and_scheme(
+            next_url,
+            allowed_hosts={request.get_host()},
+            require_https=request.is_secure(),
+        ):
+            return redirect(next_url)
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    return render(
+        request,
+        "registration/signup.html",
+        {"form": form, "next": request.GET.get("next", "")},
+    )
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: JSON for the API, Django's page for everything else."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {
+                "error": {
+                    "code": "csrf_failed",
+                    "detail": "CSRF verification failed: send the X-CSRFToken "
+                    "header from the same origin.",
+                }
+            },
+            status=403,
+        )
+    return csrf.csrf_failure(request, reason=reason)

@@ -1,0 +1,121 @@
+"""Fixtures shared by every test: users, rooms, logged-in clients and sockets."""
+
+import os
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from chat import services
+from chat.models import Room
+
+REQUIRE_SERVICES = os.environ.get("CHATROOM_REQUIRE_SERVICES") == "1"
+PASSWORD = "a-long-test-password-42"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests whose services are not configured; in CI (REQUIRE_SERVICES) fail."""
+    missing = {"redis": [] if settings.REDIS_URL else ["REDIS_URL"]}
+    missing["services"] = missing["redis"] + (
+        [] if _uses_postgresql() else ["DATABASE_URL (PostgreSQL)"]
+    )
+    for item in items:
+        for marker, names in missing.items():
+            if names and item.get_closest_marker(marker):
+                if REQUIRE_SERVICES:
+                    raise pytest.UsageError(
+                        f"CHATROOM_REQUIRE_SERVICES=1 but {item.nodeid} needs "
+                        f"{', '.join(names)}"
+                    )
+                item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(names)}"))
+
+
+def _uses_postgresql() -> bool:
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+@pytest.fixture
+def make_user(django_user_model) -> Callable:
+    def make(username: str = "alice"):
+        return django_user_model.objects.create_user(
+            username=username, password=PASSWORD
+        )
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def other_user(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def room(user) -> Room:
+    return services.room_create(slug="general", title="General", created_by=user)
+
+
+@pytest.fixture
+def auth_client(client: Client, user) -> Client:
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def session_cookie() -> Callable:
+    """The Cookie header of a fresh logged-in session for a user."""
+
+    def cookie_for(user) -> str:
+        client = Client()
+        client.force_login(user)
+        name = settings.SESSION_COOKIE_NAME
+        return f"{name}={client.cookies[name].value}"
+
+    return cookie_for
+
+
+@pytest.fixture
+async def open_socket(session_cookie) -> AsyncIterator[Callable]:
+    """Connect WebSocket clients to the real ASGI application; all are closed after."""
+    from chatroom.asgi import application
+
+    communicators = []
+
+    async def connect(
+        user=None, *, slug: str = "general", origin: str | None = "http://localhost"
+    ):
+        headers = [(b"host", b"localhost")]
+        if origin is not None:
+            headers.append((b"origin", origin.encode()))
+        if user is not None:
+            headers.append(
+                (b"cookie", (await _async_cookie(session_cookie, user)).encode())
+            )
+        communicator = WebsocketCommunicator(
+            application, f"/ws/chat/{slug}/", headers=headers
+        )
+        communicators.append(communicator)
+        connected, _subprotocol = await communicator.connect(timeout=5)
+        return communicator, connected
+
+    yield connect
+    for communicator in communicators:
+        await communicator.disconnect(timeout=5)
+
+
+async def _async_cookie(session_cookie, user) -> str:
+    # database_sync_to_async closes the thread's connection afterwards, so the
+    # test database can be dropped at the end of the run.
+    return await database_sync_to_async(session_cookie)(user)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
