@@ -7,6 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.db import connections
 from django.test import Client
 
 from chat import services
@@ -70,13 +71,17 @@ def auth_client(client: Client, user) -> Client:
 
 @pytest.fixture
 def session_cookie() -> Callable:
-    """The Cookie header of a fresh logged-in session for a user."""
+    """The Cookie header of a logged-in session for a user, one per user."""
+
+    cookies = {}
 
     def cookie_for(user) -> str:
-        client = Client()
-        client.force_login(user)
-        name = settings.SESSION_COOKIE_NAME
-        return f"{name}={client.cookies[name].value}"
+        if user.pk not in cookies:
+            client = Client()
+            client.force_login(user)
+            name = settings.SESSION_COOKIE_NAME
+            cookies[user.pk] = f"{name}={client.cookies[name].value}"
+        return cookies[user.pk]
 
     return cookie_for
 
@@ -108,6 +113,9 @@ async def open_socket(session_cookie) -> AsyncIterator[Callable]:
     yield connect
     for communicator in communicators:
         await communicator.disconnect(timeout=5)
+    # The consumers' database thread may still hold a connection, which would
+    # keep the test database from being dropped at the end of the run.
+    await database_sync_to_async(connections.close_all)()
 
 
 async def _async_cookie(session_cookie, user) -> str:

@@ -25,6 +25,9 @@ from . import events
 logger = logging.getLogger(__name__)
 
 SEPARATOR = "\t"
+# Redis connections per server process, and seconds to wait for a free one.
+POOL_SIZE = 20
+POOL_TIMEOUT = 10
 
 
 async def presence_join(*, slug: str, channel_name: str, username: str) -> None:
@@ -95,7 +98,12 @@ class _RedisPresence:
     """The Redis store of one event loop (a Daphne process has one)."""
 
     def __init__(self, url: str, ttl: int) -> None:
-        self.redis = aioredis.Redis.from_url(url, decode_responses=True)
+        # A blocking pool waits for a free connection instead of raising
+        # MaxConnectionsError when hundreds of sockets join at the same moment.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_TIMEOUT, decode_responses=True
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
         self.ttl = ttl
         # (slug, channel) -> member, for the sockets of this process.
         self.local: dict[tuple[str, str], str] = {}

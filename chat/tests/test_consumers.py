@@ -1,5 +1,6 @@
 import asyncio
 import json
+import logging
 
 import pytest
 from channels.db import database_sync_to_async
@@ -343,8 +344,9 @@ async def test_huge_resume_cursor_replays_nothing(open_socket, user, room):
 
 
 async def test_two_hundred_clients_joining_at_once_all_get_in(
-    open_socket, user, other_user, room
+    open_socket, user, other_user, room, caplog
 ):
+    """No handshake fails and nothing is lost for want of a Redis connection."""
     sockets = await asyncio.gather(*(open_socket(user) for _ in range(200)))
     assert all(connected for _socket, connected in sockets)
     for socket, _ in sockets:
@@ -353,9 +355,11 @@ async def test_two_hundred_clients_joining_at_once_all_get_in(
     sender, _ = await joined(open_socket, other_user)
     await send_message(sender, "to everyone", "storm-1")
     for socket, _ in sockets:
-        assert (await next_frame(socket, "message", timeout=10))[
-            "body"
-        ] == "to everyone"
+        frame = await next_frame(socket, "message", timeout=10)
+        assert frame["body"] == "to everyone"
+    assert await presence(sender, until=["alice", "bob"]) == ["alice", "bob"]
+    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == []
 
 
 @pytest.mark.redis
