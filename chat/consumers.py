@@ -40,7 +40,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
-        room = await database_sync_to_async(selectors.room_get)(slug=slug)
+        try:
+            room = await database_sync_to_async(selectors.room_get)(slug=slug)
+            if room is not None:
+                await events.room_join(slug=room.slug, channel_name=self.channel_name)
+        except Exception as exc:  # database or channel layer down
+            logger.warning("socket for room %r refused: %r", slug, exc)
+            await self._refuse(
+                CloseCode.UNAVAILABLE,
+                "unavailable",
+                "The chat is unavailable; retrying.",
+            )
+            return
         if room is None:
             await self._refuse(
                 CloseCode.ROOM_NOT_FOUND, "room_not_found", "There is no such room."
@@ -50,7 +61,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.room = room
         self.username = user.get_username()
         self.last_typing = 0.0
-        await events.room_join(slug=room.slug, channel_name=self.channel_name)
         await self._send_frame(
             {
                 "type": "hello",

@@ -39,10 +39,13 @@ def message_created(*, message: Message, prev_id: int | None) -> None:
     frame = {**protocol.message_frame(message), "prev_id": prev_id}
     try:
         async_to_sync(_group_send)(message.room.slug, MESSAGE_EVENT, frame)
-    except Exception:
+    except Exception as exc:
         # The message is stored: clients that missed it get it on resume.
-        logger.exception(
-            "broadcast of message %s to room %s failed", message.id, message.room.slug
+        logger.warning(
+            "broadcast of message %s to room %s failed: %r",
+            message.id,
+            message.room.slug,
+            exc,
         )
 
 

@@ -19,6 +19,8 @@ class CloseCode(IntEnum):
 
     NOT_AUTHENTICATED = 4401
     ROOM_NOT_FOUND = 4404
+    # Transient: the database or the channel layer is down; reconnect later.
+    UNAVAILABLE = 1011
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -19,7 +20,7 @@ def lobby(request: HttpRequest) -> HttpResponse:
     form = RoomForm()
     if request.method == "POST":
         if not request.user.is_authenticated:
-            return redirect(f"{reverse(settings.LOGIN_URL)}?next={request.path}")
+            return redirect_to_login(request.get_full_path())
         form = RoomForm(request.POST)
         if form.is_valid():
             try:
@@ -54,7 +55,6 @@ def room(request: HttpRequest, slug: str) -> HttpResponse:
         "max_body_length": settings.CHAT_MESSAGE_MAX_LENGTH,
         "poll_interval_ms": settings.CHAT_POLL_INTERVAL_MS,
     }
-    chat_config["history_url"] = chat_config["api_url"]
     return render(
         request,
         "chat/room.html",

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from django.db import OperationalError
 from django.test import Client
 from django.urls import reverse
 
@@ -224,3 +225,13 @@ def test_post_from_a_foreign_origin_is_403(csrf_client, url, room):
     )
     assert response.status_code == 403
     assert not Message.objects.exists()
+
+
+def test_database_down_is_503_with_a_json_error(auth_client, url, monkeypatch):
+    def fail(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("chat.services.message_create", fail)
+    response = post_json(auth_client, url, {"body": "hi", "client_id": "c"})
+    assert response.status_code == 503
+    assert error_code(response) == "unavailable"

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import OperationalError
 
 from chat import services
 from chat.models import Message
@@ -369,3 +370,39 @@ async def test_quiet_room_keeps_working_with_redis(open_socket, user, room):
     await asyncio.sleep(12)
     await post(room, user, "after the quiet", "quiet-1")
     assert (await next_frame(alice, "message"))["body"] == "after the quiet"
+
+
+# --- Outages -------------------------------------------------------------------
+
+
+async def test_channel_layer_down_at_connect_closes_1011(
+    open_socket, user, room, monkeypatch
+):
+    async def refuse(**kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr("chat.events.room_join", refuse)
+    socket, connected = await open_socket(user)
+    assert connected
+    assert (await socket.receive_json_from())["code"] == "unavailable"
+    assert (await socket.receive_output())["code"] == CloseCode.UNAVAILABLE == 1011
+
+
+async def test_database_down_while_sending_is_an_error_frame(
+    open_socket, user, room, monkeypatch
+):
+    alice, _ = await joined(open_socket, user)
+
+    def fail(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("chat.services.message_create", fail)
+    await send_message(alice, "lost?", "down-1")
+    error = await next_frame(alice, "error")
+    assert error["code"] == "unavailable"
+    assert error["client_id"] == "down-1"
+
+    monkeypatch.undo()
+    await send_message(alice, "lost?", "down-1")  # the client's retry
+    assert (await next_frame(alice, "message"))["client_id"] == "down-1"
+    assert await stored_bodies() == ["lost?"]
