@@ -1,8 +1,9 @@
 """
-The two entry points as real processes: gunicorn serving chatroom.wsgi and
-Daphne serving chatroom.asgi on loopback, sharing the test database (PostgreSQL)
-and one Redis channel layer. A message posted over HTTP to gunicorn reaches a
-WebSocket client of Daphne.
+The two entry points as real processes: gunicorn serving chatroom.wsgi and two
+Daphne processes serving chatroom.asgi on loopback, sharing the test database
+(PostgreSQL) and one Redis channel layer. A message posted over HTTP to gunicorn
+reaches a WebSocket client of Daphne; clients of different Daphne processes
+chat and see each other in the room.
 """
 
 import http.cookiejar
@@ -94,7 +95,7 @@ def servers(django_db_setup, django_db_blocker, tmp_path_factory):
         "CHANNEL_LAYER_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
     }
     logs = tmp_path_factory.mktemp("server-logs")
-    gunicorn_port, daphne_port = free_port(), free_port()
+    gunicorn_port = free_port()
     started = [
         Server(
             "gunicorn",
@@ -102,13 +103,13 @@ def servers(django_db_setup, django_db_blocker, tmp_path_factory):
              "--workers", "2", "--access-logfile", "-", "chatroom.wsgi"],
             gunicorn_port, env, logs,
         ),
-        Server(
-            "daphne",
-            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(daphne_port),
-             "chatroom.asgi:application"],
-            daphne_port, env, logs,
-        ),
     ]  # fmt: skip
+    for name in ("daphne", "daphne2"):
+        port = free_port()
+        argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port)]
+        started.append(
+            Server(name, [*argv, "chatroom.asgi:application"], port, env, logs)
+        )
     try:
         for server in started:
             server.wait_ready()
@@ -251,7 +252,34 @@ def test_a_client_that_was_away_resumes_without_gaps_or_duplicates(servers):
     assert done["last_id"] == missed[-1]
 
 
-def test_both_servers_report_ready(servers):
+def test_clients_of_two_daphne_processes_chat_and_see_each_other(servers):
+    gunicorn = servers["gunicorn"]
+    dora = sign_up(gunicorn.url, "dora")
+    dora.submit_form("/", {"slug": "across", "title": "Across"})
+    emil = sign_up(gunicorn.url, "emil")
+
+    with (
+        open_socket(servers["daphne"], dora, "across") as dora_socket,
+        open_socket(servers["daphne2"], emil, "across") as emil_socket,
+    ):
+        receive(dora_socket, "hello")
+        receive(emil_socket, "hello")
+        while receive(dora_socket, "presence")["users"] != ["dora", "emil"]:
+            pass
+
+        emil_socket.send(
+            json.dumps({"type": "message", "body": "from daphne 2", "client_id": "e"})
+        )
+        assert receive(dora_socket, "message")["body"] == "from daphne 2"
+        dora_socket.send(json.dumps({"type": "typing"}))
+        assert receive(emil_socket, "typing") == {"type": "typing", "user": "dora"}
+
+    with open_socket(servers["daphne"], dora, "across") as dora_socket:
+        while receive(dora_socket, "presence")["users"] != ["dora"]:
+            pass
+
+
+def test_every_server_reports_ready(servers):
     for server in servers.values():
         with urllib.request.urlopen(f"{server.url}/readyz", timeout=5) as response:
             assert json.loads(response.read())["checks"] == {
