@@ -6,7 +6,7 @@ from .models import Room
 class RoomForm(forms.ModelForm):
     class Meta:
         model = Room
-        fields = ["slug", "title"]
+        fields = ["title", "slug"]
         help_texts = {
             "slug": "Letters, numbers, hyphens and underscores; it becomes the "
             "room's address.",
