@@ -30,8 +30,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     room = None
 
     async def connect(self) -> None:
-        # Accept first: a close code and an error frame can only be sent on an
-        # open socket, and they tell the client not to reconnect.
+        # Accept first: an error frame and a close code can only be sent on an
+        # open socket, and the code tells the client whether to reconnect.
         await self.accept()
         user = self.scope["user"]
         if not user.is_authenticated:
@@ -77,7 +77,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.room is None:
             return
-        await events.room_leave(slug=self.room.slug, channel_name=self.channel_name)
+        try:
+            await events.room_leave(slug=self.room.slug, channel_name=self.channel_name)
+        except Exception as exc:  # the channel layer is down; nothing to undo
+            logger.warning("leaving room %s failed: %r", self.room.slug, exc)
         await presence_leave(slug=self.room.slug, channel_name=self.channel_name)
 
     async def dispatch(self, message) -> None:
@@ -90,7 +93,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    # --- Client frames ------------------------------------------------------------
+    # --- Client frames -------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if self.room is None:
@@ -169,20 +172,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if now - self.last_typing < settings.CHAT_TYPING_INTERVAL:
             return
         self.last_typing = now
-        await events.user_typing(slug=self.room.slug, username=self.username)
+        try:
+            await events.user_typing(slug=self.room.slug, username=self.username)
+        except Exception as exc:  # a lost typing notice is harmless
+            logger.warning("typing notice in %s failed: %r", self.room.slug, exc)
 
-    # --- Channel layer events (see chat.events) -------------------------------------
+    # --- Channel layer events (see chat.events) ------------------------------
 
     async def chat_message(self, event) -> None:
+        # Events carry their frame encoded once by the sender: forward as is.
         await self.send(text_data=event["text"])
 
-    async def chat_presence(self, event) -> None:
-        await self.send(text_data=event["text"])
+    chat_presence = chat_typing = chat_message
 
-    async def chat_typing(self, event) -> None:
-        await self.send(text_data=event["text"])
-
-    # --- Helpers ----------------------------------------------------------------------
+    # --- Helpers -------------------------------------------------------------
 
     async def _send_frame(self, frame: dict) -> None:
         await self.send(text_data=protocol.encode(frame))

@@ -31,7 +31,7 @@ def room_group(slug: str) -> str:
     return f"chat.room.{slug}"
 
 
-# --- From sync code (services) ------------------------------------------------
+# --- From sync code (services) ----------------------------------------------
 
 
 def message_created(*, message: Message, prev_id: int | None) -> None:
@@ -49,7 +49,7 @@ def message_created(*, message: Message, prev_id: int | None) -> None:
         )
 
 
-# --- From async code (the consumer) -------------------------------------------
+# --- From async code (the consumer) -----------------------------------------
 
 
 async def room_join(*, slug: str, channel_name: str) -> None:
@@ -74,7 +74,7 @@ async def _group_send(slug: str, event_type: str, frame: dict[str, Any]) -> None
     )
 
 
-# --- Readiness ----------------------------------------------------------------
+# --- Readiness --------------------------------------------------------------
 
 # One probe channel per event loop: Daphne's single loop reuses it, so readiness
 # probes leave no channel behind on a long-lived server.

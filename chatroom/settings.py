@@ -16,7 +16,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 
-# --- Core ---------------------------------------------------------------------
+# --- Core --------------------------------------------------------------------
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 
@@ -76,12 +76,12 @@ TEMPLATES = [
     },
 ]
 
-# --- Servers: WSGI (runserver, gunicorn) and ASGI (Daphne) --------------------
+# --- Servers: WSGI (runserver, gunicorn) and ASGI (Daphne) -------------------
 
 WSGI_APPLICATION = "chatroom.wsgi.application"
 ASGI_APPLICATION = "chatroom.asgi.application"
 
-# --- Database -----------------------------------------------------------------
+# --- Database ----------------------------------------------------------------
 
 DATABASES = {
     "default": env.db_url_config(
@@ -96,7 +96,7 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Channel layer ------------------------------------------------------------
+# --- Channel layer -----------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="")
 
@@ -117,7 +117,7 @@ else:
     # One process only: fine for `make run` and tests, useless across processes.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# --- Authentication -----------------------------------------------------------
+# --- Authentication ----------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
     {
@@ -133,7 +133,7 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:lobby"
 LOGOUT_REDIRECT_URL = "chat:lobby"
 
-# --- Security -----------------------------------------------------------------
+# --- Security ----------------------------------------------------------------
 
 CSRF_FAILURE_VIEW = "chat.views.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
@@ -155,14 +155,14 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
 if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# --- Internationalization -----------------------------------------------------
+# --- Internationalization ----------------------------------------------------
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# --- Static files -------------------------------------------------------------
+# --- Static files ------------------------------------------------------------
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
@@ -177,7 +177,7 @@ STORAGES = {
     },
 }
 
-# --- Logging ------------------------------------------------------------------
+# --- Logging -----------------------------------------------------------------
 
 LOGGING = {
     "version": 1,
@@ -191,7 +191,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
-# --- Chat ---------------------------------------------------------------------
+# --- Chat --------------------------------------------------------------------
 
 # Longest message body, in characters.
 CHAT_MESSAGE_MAX_LENGTH = env.int("CHAT_MESSAGE_MAX_LENGTH", default=2000)

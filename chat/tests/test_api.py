@@ -41,7 +41,7 @@ def error_code(response):
     return response.json()["error"]["code"]
 
 
-# --- History ------------------------------------------------------------------
+# --- History ----------------------------------------------------------------
 
 
 def test_history_newest_page(auth_client, url, ids):
@@ -117,7 +117,7 @@ def test_history_query_count_does_not_grow_with_the_page(
         assert len(auth_client.get(url, {"limit": 5}).json()["messages"]) == 5
 
 
-# --- Posting ------------------------------------------------------------------
+# --- Posting ----------------------------------------------------------------
 
 
 def test_post_stores_and_returns_the_message(auth_client, url, no_broadcast):
@@ -190,7 +190,7 @@ def test_other_methods_are_405(auth_client, url):
     assert error_code(response) == "method_not_allowed"
 
 
-# --- CSRF ---------------------------------------------------------------------
+# --- CSRF -------------------------------------------------------------------
 
 
 @pytest.fixture

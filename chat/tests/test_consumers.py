@@ -236,7 +236,7 @@ async def presence(socket, until=None, timeout=3.0):
                 return frame["users"]
 
 
-# --- Refused sockets ----------------------------------------------------------
+# --- Refused sockets --------------------------------------------------------
 
 
 async def test_anonymous_socket_gets_an_error_and_close_4401(open_socket, room):
@@ -266,7 +266,7 @@ async def test_foreign_or_missing_origin_is_refused(open_socket, user, room, ori
     assert not connected
 
 
-# --- Bad frames ---------------------------------------------------------------
+# --- Bad frames -------------------------------------------------------------
 
 BAD_FRAMES = [
     ("not json", "invalid_json"),
@@ -341,7 +341,7 @@ async def test_huge_resume_cursor_replays_nothing(open_socket, user, room):
     assert (await next_frame(alice, "resume_done"))["count"] == 0
 
 
-# --- Load ---------------------------------------------------------------------
+# --- Load -------------------------------------------------------------------
 
 
 async def test_two_hundred_clients_joining_at_once_all_get_in(
@@ -372,7 +372,7 @@ async def test_quiet_room_keeps_working_with_redis(open_socket, user, room):
     assert (await next_frame(alice, "message"))["body"] == "after the quiet"
 
 
-# --- Outages -------------------------------------------------------------------
+# --- Outages ----------------------------------------------------------------
 
 
 async def test_channel_layer_down_at_connect_closes_1011(
