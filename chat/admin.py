@@ -21,6 +21,11 @@ class MessageAdmin(admin.ModelAdmin):
     raw_id_fields = ["room", "author"]
     date_hierarchy = "created_at"
 
+    def has_add_permission(self, request) -> bool:
+        # Messages come from chat.services, which broadcasts them and keeps the
+        # room's prev_id chain; one added here would be neither.
+        return False
+
     @admin.display(description="body")
     def short_body(self, message: Message) -> str:
         return message.body[:80]

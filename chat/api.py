@@ -62,6 +62,12 @@ def _history(request: HttpRequest, room: Room) -> JsonResponse:
 
 
 def _post(request: HttpRequest, room: Room) -> JsonResponse:
+    if request.content_type != "application/json":
+        raise ChatError(
+            "unsupported_media_type",
+            "Send a JSON object with Content-Type: application/json.",
+            http_status=415,
+        )
     try:
         data = json.loads(request.body)
     except RequestDataTooBig:
@@ -72,11 +78,11 @@ def _post(request: HttpRequest, room: Room) -> JsonResponse:
         raise ChatError("invalid_json", "Send a JSON object.") from None
     if not isinstance(data, dict):
         raise ChatError("invalid_json", "Send a JSON object.")
+    client_id = data.get("client_id")
+    if client_id is None:  # optional over HTTP; anything else is validated
+        client_id = services.new_client_id()
     message, created = services.message_create(
-        room=room,
-        author=request.user,
-        body=data.get("body"),
-        client_id=data.get("client_id") or services.new_client_id(),
+        room=room, author=request.user, body=data.get("body"), client_id=client_id
     )
     return JsonResponse(protocol.message_frame(message), status=201 if created else 200)
 

@@ -14,6 +14,7 @@ from django.db import DatabaseError
 
 from . import events, protocol, selectors, services
 from .errors import ChatError
+from .middleware import AUTH_UNAVAILABLE
 from .presence import presence_join, presence_leave
 from .protocol import CloseCode
 
@@ -34,6 +35,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # open socket, and the code tells the client whether to reconnect.
         await self.accept()
         user = self.scope["user"]
+        if self.scope.get(AUTH_UNAVAILABLE):
+            await self._refuse_unavailable()
+            return
         if not user.is_authenticated:
             await self._refuse(
                 CloseCode.NOT_AUTHENTICATED, "not_authenticated", "Log in to chat."
@@ -46,11 +50,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await events.room_join(slug=room.slug, channel_name=self.channel_name)
         except Exception as exc:  # database or channel layer down
             logger.warning("socket for room %r refused: %r", slug, exc)
-            await self._refuse(
-                CloseCode.UNAVAILABLE,
-                "unavailable",
-                "The chat is unavailable; retrying.",
-            )
+            await self._refuse_unavailable()
             return
         if room is None:
             await self._refuse(
@@ -129,6 +129,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         except ChatError as error:
             await self._send_error(error, client_id=echo_id)
+            if error.code == "room_not_found":  # deleted while we were in it
+                await self.close(code=CloseCode.ROOM_NOT_FOUND)
             return
         except DatabaseError:
             logger.warning("message from %s not stored", self.username, exc_info=True)
@@ -152,7 +154,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except DatabaseError:
             logger.warning("resume for %s failed", self.username, exc_info=True)
             await self._send_error(
-                ChatError("unavailable", "History is unavailable; resume again later.")
+                ChatError("resume_failed", "History is unavailable; resume again.")
             )
             return
         for message in page.messages:
@@ -196,3 +198,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _refuse(self, code: int, error_code: str, detail: str) -> None:
         await self._send_error(ChatError(error_code, detail))
         await self.close(code=code)
+
+    async def _refuse_unavailable(self) -> None:
+        await self._refuse(
+            CloseCode.UNAVAILABLE, "unavailable", "The chat is unavailable; retrying."
+        )

@@ -111,7 +111,7 @@ class _RedisPresence:
 
     @staticmethod
     def key(slug: str) -> str:
-        return f"chatroom:presence:{slug}"
+        return f"{settings.REDIS_PREFIX}:presence:{slug}"
 
     async def join(self, slug: str, channel_name: str, username: str) -> None:
         member = f"{channel_name}{SEPARATOR}{username}"
@@ -149,12 +149,21 @@ class _RedisPresence:
                 logger.warning("presence: refresh failed: %r", exc)
 
     async def _refresh(self) -> None:
-        expires = time.time() + self.ttl
+        now = time.time()
+        entries = list(self.local.items())
+        slugs = sorted({slug for (slug, _channel), _member in entries})
         async with self.redis.pipeline(transaction=False) as pipe:
-            for (slug, _channel), member in list(self.local.items()):
-                pipe.zadd(self.key(slug), {member: expires})
+            # Drop what other (dead) processes left behind in our rooms...
+            for slug in slugs:
+                pipe.zremrangebyscore(self.key(slug), "-inf", now)
+            # ...and keep our own sockets alive.
+            for (slug, _channel), member in entries:
+                pipe.zadd(self.key(slug), {member: now + self.ttl})
                 pipe.expire(self.key(slug), self.ttl * 2)
-            await pipe.execute()
+            results = await pipe.execute()
+        for slug, removed in zip(slugs, results, strict=False):
+            if removed:
+                _schedule_announcement(slug)
 
 
 _memory_store = _MemoryPresence()

@@ -45,11 +45,16 @@ def message_create(
         with transaction.atomic():
             # Lock the room row: a room's messages then commit in id order, and
             # each one knows the message before it.
-            prev_id = (
-                Room.objects.select_for_update()
-                .values_list("last_message_id", flat=True)
-                .get(pk=room.pk)
-            )
+            try:
+                prev_id = (
+                    Room.objects.select_for_update()
+                    .values_list("last_message_id", flat=True)
+                    .get(pk=room.pk)
+                )
+            except Room.DoesNotExist:
+                raise ChatError(
+                    "room_not_found", "There is no such room.", http_status=404
+                ) from None
             message = Message.objects.create(
                 room=room, author=author, body=body, client_id=client_id
             )

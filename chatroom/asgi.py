@@ -16,10 +16,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatroom.settings")
 # Set up Django (apps, settings) before importing code that uses the ORM.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+# Channels' AuthMiddlewareStack, made to survive a database outage.
+from chat.middleware import AuthMiddlewareStack  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -93,12 +93,24 @@ DATABASES = {
 # since every thread of its pool would hold one open.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Development only: take the write lock when a transaction starts (writers
+    # queue instead of failing with "database is locked"), and let readers go on
+    # while one writes.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer -----------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Prefix of every Redis channel and key the project uses, so that several sites
+# (or test runs) can share one Redis.
+REDIS_PREFIX = env.str("REDIS_PREFIX", default="chatroom")
 
 if REDIS_URL:
     # The pub/sub layer publishes a group message once per group, and each Daphne
@@ -109,7 +121,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL}],
-                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="chatroom"),
+                "prefix": REDIS_PREFIX,
             },
         },
     }

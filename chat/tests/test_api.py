@@ -158,6 +158,10 @@ def test_post_without_client_id_gets_one(auth_client, url, no_broadcast):
         ({"body": "x" * 2001}, "body_too_long"),
         ({"body": "hi", "client_id": "x" * 65}, "invalid_client_id"),
         ({"body": "hi", "client_id": 5}, "invalid_client_id"),
+        ({"body": "hi", "client_id": ""}, "invalid_client_id"),
+        ({"body": "hi", "client_id": 0}, "invalid_client_id"),
+        ({"body": "hi", "client_id": False}, "invalid_client_id"),
+        ({"body": "hi", "client_id": []}, "invalid_client_id"),
     ],
 )
 def test_post_bad_input_is_400_and_stores_nothing(
@@ -235,3 +239,31 @@ def test_database_down_is_503_with_a_json_error(auth_client, url, monkeypatch):
     response = post_json(auth_client, url, {"body": "hi", "client_id": "c"})
     assert response.status_code == 503
     assert error_code(response) == "unavailable"
+
+
+def test_post_that_is_not_json_is_415(auth_client, url):
+    response = auth_client.post(url, {"body": "hi"})  # multipart form data
+    assert response.status_code == 415
+    assert error_code(response) == "unsupported_media_type"
+    assert not Message.objects.exists()
+
+
+def test_post_to_a_room_deleted_meanwhile_is_404(auth_client, room, monkeypatch):
+    """The room vanishes between the view's lookup and the insert."""
+    from chat import selectors
+
+    found = selectors.room_get(slug="general")
+    monkeypatch.setattr(selectors, "room_get", lambda *, slug: found)
+    room.delete()
+    response = post_json(
+        auth_client, "/api/rooms/general/messages/", {"body": "hi", "client_id": "c"}
+    )
+    assert response.status_code == 404
+    assert error_code(response) == "room_not_found"
+
+
+def test_anonymous_post_without_token_is_refused_by_csrf_first(url, room):
+    response = post_json(Client(enforce_csrf_checks=True), url, {"body": "hi"})
+    assert response.status_code == 403
+    assert error_code(response) == "csrf_failed"
+    assert not Message.objects.exists()

@@ -406,3 +406,49 @@ async def test_database_down_while_sending_is_an_error_frame(
     await send_message(alice, "lost?", "down-1")  # the client's retry
     assert (await next_frame(alice, "message"))["client_id"] == "down-1"
     assert await stored_bodies() == ["lost?"]
+
+
+async def test_database_down_at_handshake_closes_1011(
+    open_socket, session_cookie, user, room, monkeypatch
+):
+    from django.contrib.sessions.backends.db import SessionStore
+
+    await database_sync_to_async(session_cookie)(user)  # log in while the db is up
+
+    def fail(self):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(SessionStore, "_get_session_from_db", fail)
+    socket, connected = await open_socket(user)
+    assert connected
+    assert (await socket.receive_json_from())["code"] == "unavailable"
+    assert (await socket.receive_output())["code"] == CloseCode.UNAVAILABLE
+
+
+async def test_database_down_during_resume_is_resume_failed(
+    open_socket, user, room, monkeypatch
+):
+    alice, _ = await joined(open_socket, user)
+
+    def fail(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("chat.selectors.message_list", fail)
+    await alice.send_json_to({"type": "resume", "after": 0})
+    assert (await next_frame(alice, "error"))["code"] == "resume_failed"
+    monkeypatch.undo()
+    await alice.send_json_to({"type": "resume", "after": 0})
+    assert (await next_frame(alice, "resume_done"))["count"] == 0
+
+
+async def test_room_deleted_while_connected_closes_4404(open_socket, user, room):
+    alice, _ = await joined(open_socket, user)
+    await database_sync_to_async(room.delete)()
+
+    await send_message(alice, "anyone?", "gone-1")
+    error = await next_frame(alice, "error")
+    assert error["code"] == "room_not_found"
+    assert error["client_id"] == "gone-1"
+    while (output := await alice.receive_output())["type"] != "websocket.close":
+        pass
+    assert output["code"] == CloseCode.ROOM_NOT_FOUND

@@ -51,3 +51,23 @@ async def test_live_sockets_are_refreshed_past_the_ttl(redis):
     assert await presence.presence_list(slug=slug) == ["alice"]
     await presence.presence_leave(slug=slug, channel_name="live")
     assert await presence.presence_list(slug=slug) == []
+
+
+async def test_expired_entries_are_announced_to_the_room(redis, monkeypatch):
+    client, slug = redis
+    announced = []
+
+    async def record(*, slug, users):
+        announced.append(users)
+
+    monkeypatch.setattr("chat.events.presence_changed", record)
+    await client.zadd(
+        presence._RedisPresence.key(slug), {"dead.channel\tghost": time.time() + 0.6}
+    )
+    await presence.presence_join(slug=slug, channel_name="live", username="alice")
+    async with asyncio.timeout(3):
+        while ["alice"] not in announced:
+            await asyncio.sleep(0.05)
+    # First the join (the ghost still counted), then the ghost's expiry.
+    assert announced == [["alice", "ghost"], ["alice"]]
+    await presence.presence_leave(slug=slug, channel_name="live")

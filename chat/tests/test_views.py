@@ -186,3 +186,25 @@ def test_admin_lists_rooms_and_messages(client, room, user, no_broadcast):
     response = client.get(reverse("admin:chat_message_changelist"))
     assert response.status_code == 200
     assert b"hi" in response.content
+
+
+def test_signup_keeps_next_through_the_form(client, room):
+    target = reverse("chat:room", kwargs={"slug": "general"})
+    page = client.get(reverse("signup"), {"next": target}).content.decode()
+    assert f'name="next" value="{target}"' in page
+    response = client.post(
+        reverse("signup"),
+        {
+            "username": "erin",
+            "password1": "a-long-test-password-42",
+            "password2": "a-long-test-password-42",
+            "next": target,
+        },
+    )
+    assert response["Location"] == target
+
+
+def test_admin_cannot_add_messages_behind_the_chats_back(client):
+    admin = get_user_model().objects.create_superuser("root", password="pw-12345678")
+    client.force_login(admin)
+    assert client.get(reverse("admin:chat_message_add")).status_code == 403

@@ -92,7 +92,7 @@ def servers(django_db_setup, django_db_blocker, tmp_path_factory):
         "DATABASE_URL": database_url,
         "REDIS_URL": settings.REDIS_URL,
         # Keep this run's channels apart from anything else on the Redis.
-        "CHANNEL_LAYER_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+        "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
     }
     logs = tmp_path_factory.mktemp("server-logs")
     gunicorn_port = free_port()

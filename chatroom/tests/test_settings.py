@@ -114,3 +114,53 @@ def test_env_example_lists_every_variable_the_settings_read():
     listed = set(re.findall(r"^#?\s*([A-Z_]+)=", example, re.M))
     assert read, "no env reads found"
     assert read - listed == set()
+
+
+CONCURRENT_WRITES = """
+import threading, django
+django.setup()
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.db import connection
+from chat import services
+from chat.models import Message
+
+call_command("migrate", verbosity=0)
+user = User.objects.create_user("writer")
+room = services.room_create(slug="busy", title="Busy", created_by=user)
+failures = []
+
+def write(thread):
+    try:
+        for n in range(20):
+            services.message_create(
+                room=room, author=user, body="hi", client_id=f"{thread}-{n}"
+            )
+    except Exception as exc:
+        failures.append(repr(exc))
+    finally:
+        connection.close()
+
+threads = [threading.Thread(target=write, args=(t,)) for t in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(len(failures), Message.objects.count(), failures[:1])
+"""
+
+
+def test_default_sqlite_queues_concurrent_writers(tmp_path):
+    """runserver and Daphne write from several threads; none may be refused."""
+    result = subprocess.run(
+        [sys.executable, "-c", CONCURRENT_WRITES],
+        cwd=BASE_DIR,
+        env={
+            **{k: v for k, v in os.environ.items() if k not in ENV_VARIABLES},
+            "DJANGO_SETTINGS_MODULE": "chatroom.settings",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'dev.sqlite3'}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:2] == ["0", "160"], result.stdout

@@ -43,6 +43,7 @@
     let lastErrorDetail = null; // detail of the error frame that precedes a final close
     let resuming = false;
     let resumeAgain = false;    // a gap was seen while a resume was running
+    let resumeFailures = 0;     // resume_failed answers in a row, for backoff
 
     let polling = false;
     let pollTimer = null;
@@ -111,6 +112,7 @@
 
     function onResumeDone(frame) {
       resuming = false;
+      resumeFailures = 0;
       markContiguous(frame.last_id);
       if (frame.has_more) {
         requestResume(frame.last_id);
@@ -235,6 +237,13 @@
       const final = frame.code === "not_authenticated" || frame.code === "room_not_found";
       if (final) {
         lastErrorDetail = frame.detail || null; // shown when the close that follows arrives
+        return;
+      }
+      if (frame.code === "resume_failed") {
+        // The server could not read history: ask again later, or gaps stay open.
+        resuming = false;
+        resumeFailures += 1;
+        setTimeout(() => requestResume(), backoff(resumeFailures, 10000));
         return;
       }
       handlers.error(frame);
