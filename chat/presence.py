@@ -161,7 +161,8 @@ class _RedisPresence:
                 pipe.zadd(self.key(slug), {member: now + self.ttl})
                 pipe.expire(self.key(slug), self.ttl * 2)
             results = await pipe.execute()
-        for slug, removed in zip(slugs, results, strict=False):
+        # The pipeline answers the removals first, one per room.
+        for slug, removed in zip(slugs, results[: len(slugs)], strict=True):
             if removed:
                 _schedule_announcement(slug)
 

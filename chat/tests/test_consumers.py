@@ -46,6 +46,19 @@ async def post(room, user, body, client_id):
     return message
 
 
+async def refused(socket) -> tuple[str, int]:
+    """The error code and the close code a refused socket got."""
+    error = await socket.receive_json_from()
+    assert error["type"] == "error" and error["detail"]
+    close = await socket.receive_output()
+    assert close["type"] == "websocket.close"
+    return error["code"], close["code"]
+
+
+def database_down(*args, **kwargs):
+    raise OperationalError("connection refused")
+
+
 async def test_hello_describes_the_room(open_socket, user, room):
     _socket, hello = await joined(open_socket, user)
     assert hello == {
@@ -256,8 +269,7 @@ async def test_anonymous_socket_gets_an_error_and_close_4401(open_socket, room):
 async def test_unknown_room_gets_an_error_and_close_4404(open_socket, user, room):
     socket, connected = await open_socket(user, slug="no-such-room")
     assert connected
-    assert (await socket.receive_json_from())["code"] == "room_not_found"
-    assert (await socket.receive_output())["code"] == CloseCode.ROOM_NOT_FOUND
+    assert await refused(socket) == ("room_not_found", CloseCode.ROOM_NOT_FOUND)
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example", "null", None])
@@ -384,8 +396,8 @@ async def test_channel_layer_down_at_connect_closes_1011(
     monkeypatch.setattr("chat.events.room_join", refuse)
     socket, connected = await open_socket(user)
     assert connected
-    assert (await socket.receive_json_from())["code"] == "unavailable"
-    assert (await socket.receive_output())["code"] == CloseCode.UNAVAILABLE == 1011
+    assert await refused(socket) == ("unavailable", CloseCode.UNAVAILABLE)
+    assert CloseCode.UNAVAILABLE == 1011
 
 
 async def test_database_down_while_sending_is_an_error_frame(
@@ -393,10 +405,7 @@ async def test_database_down_while_sending_is_an_error_frame(
 ):
     alice, _ = await joined(open_socket, user)
 
-    def fail(**kwargs):
-        raise OperationalError("connection refused")
-
-    monkeypatch.setattr("chat.services.message_create", fail)
+    monkeypatch.setattr("chat.services.message_create", database_down)
     await send_message(alice, "lost?", "down-1")
     error = await next_frame(alice, "error")
     assert error["code"] == "unavailable"
@@ -415,14 +424,10 @@ async def test_database_down_at_handshake_closes_1011(
 
     await database_sync_to_async(session_cookie)(user)  # log in while the db is up
 
-    def fail(self):
-        raise OperationalError("connection refused")
-
-    monkeypatch.setattr(SessionStore, "_get_session_from_db", fail)
+    monkeypatch.setattr(SessionStore, "_get_session_from_db", database_down)
     socket, connected = await open_socket(user)
     assert connected
-    assert (await socket.receive_json_from())["code"] == "unavailable"
-    assert (await socket.receive_output())["code"] == CloseCode.UNAVAILABLE
+    assert await refused(socket) == ("unavailable", CloseCode.UNAVAILABLE)
 
 
 async def test_database_down_during_resume_is_resume_failed(
@@ -430,10 +435,7 @@ async def test_database_down_during_resume_is_resume_failed(
 ):
     alice, _ = await joined(open_socket, user)
 
-    def fail(**kwargs):
-        raise OperationalError("connection refused")
-
-    monkeypatch.setattr("chat.selectors.message_list", fail)
+    monkeypatch.setattr("chat.selectors.message_list", database_down)
     await alice.send_json_to({"type": "resume", "after": 0})
     assert (await next_frame(alice, "error"))["code"] == "resume_failed"
     monkeypatch.undo()
