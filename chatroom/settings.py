@@ -166,6 +166,8 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
 # Behind a TLS-terminating proxy (nginx) that sets X-Forwarded-Proto itself.
 if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# System check ids to silence (e.g. chat.W003 when Django receives HTTPS itself).
+SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
 
 # --- Internationalization ----------------------------------------------------
 

@@ -6,75 +6,23 @@ reaches a WebSocket client of Daphne; clients of different Daphne processes
 chat and see each other in the room.
 """
 
-import http.cookiejar
 import json
 import os
-import re
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+from .browser import Browser, sign_up
+from .processes import BASE_DIR, BIN, ServerProcess, free_port
+
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-BASE_DIR = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-PASSWORD = "a-long-test-password-42"
-STARTUP_TIMEOUT = 30
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, name: str, argv: list[str], port: int, env, log_dir: Path):
-        self.name, self.port = name, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_dir / f"{name}.log"
-        self.log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            argv, cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.2)
-        self.stop()
-        pytest.fail(f"{self.name} did not become ready:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +34,7 @@ def servers(django_db_setup, django_db_blocker, tmp_path_factory):
     )
     env = {
         **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
         "DJANGO_SETTINGS_MODULE": "chatroom.settings",
         "DJANGO_DEBUG": "true",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -95,20 +44,28 @@ def servers(django_db_setup, django_db_blocker, tmp_path_factory):
         "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
     }
     logs = tmp_path_factory.mktemp("server-logs")
+    # The production command lines: deploy/start-web.sh and deploy/start-ws.sh.
     gunicorn_port = free_port()
     started = [
-        Server(
+        ServerProcess(
             "gunicorn",
-            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{gunicorn_port}",
-             "--workers", "2", "--access-logfile", "-", "chatroom.wsgi"],
-            gunicorn_port, env, logs,
+            [str(BASE_DIR / "deploy" / "start-web.sh")],
+            gunicorn_port,
+            env
+            | {"GUNICORN_BIND": f"127.0.0.1:{gunicorn_port}", "WEB_CONCURRENCY": "2"},
+            logs,
         ),
-    ]  # fmt: skip
+    ]
     for name in ("daphne", "daphne2"):
         port = free_port()
-        argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port)]
         started.append(
-            Server(name, [*argv, "chatroom.asgi:application"], port, env, logs)
+            ServerProcess(
+                name,
+                [str(BASE_DIR / "deploy" / "start-ws.sh")],
+                port,
+                env | {"DAPHNE_BIND": "127.0.0.1", "DAPHNE_PORT": str(port)},
+                logs,
+            )
         )
     try:
         for server in started:
@@ -117,55 +74,6 @@ def servers(django_db_setup, django_db_blocker, tmp_path_factory):
     finally:
         for server in started:
             server.stop()
-
-
-class Browser:
-    """A cookie-keeping HTTP client that does what the page's forms do."""
-
-    def __init__(self, base_url: str):
-        self.base_url = base_url
-        self.cookies = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.cookies)
-        )
-
-    def cookie(self, name: str) -> str:
-        return next(c.value for c in self.cookies if c.name == name)
-
-    def request(self, path, data=None, *, json_body=None, method=None):
-        headers = {}
-        if json_body is not None:
-            data = json.dumps(json_body).encode()
-            headers = {
-                "Content-Type": "application/json",
-                "X-CSRFToken": self.cookie("csrftoken"),
-            }
-        elif data is not None:
-            data = urllib.parse.urlencode(data).encode()
-        request = urllib.request.Request(
-            self.base_url + path, data=data, headers=headers, method=method
-        )
-        try:
-            with self.opener.open(request, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
-    def submit_form(self, path: str, fields: dict) -> tuple[int, str]:
-        _status, page = self.request(path)
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
-        return self.request(path, {"csrfmiddlewaretoken": token, **fields})
-
-
-def sign_up(base_url: str, username: str) -> Browser:
-    browser = Browser(base_url)
-    status, _ = browser.submit_form(
-        "/accounts/signup/",
-        {"username": username, "password1": PASSWORD, "password2": PASSWORD},
-    )
-    assert status == 200  # followed the redirect to the lobby
-    assert browser.cookie(settings.SESSION_COOKIE_NAME)
-    return browser
 
 
 def open_socket(server, browser: Browser, slug: str):
@@ -286,3 +194,28 @@ def test_every_server_reports_ready(servers):
                 "database": "ok",
                 "channel_layer": "ok",
             }
+
+
+def refused_by_daphne(socket) -> tuple[str, int]:
+    """The error frame and the close code a refused socket gets from Daphne."""
+    error = json.loads(socket.recv(timeout=10))
+    with pytest.raises(ConnectionClosed) as closed:
+        socket.recv(timeout=10)
+    assert closed.value.rcvd is not None, "closed without a close frame"
+    return error["code"], closed.value.rcvd.code
+
+
+def test_daphne_sends_the_documented_close_codes(servers):
+    daphne = servers["daphne"]
+    anonymous = ws_connect(
+        f"ws://127.0.0.1:{daphne.port}/ws/chat/servers/",
+        origin=f"http://127.0.0.1:{daphne.port}",
+        open_timeout=10,
+    )
+    with anonymous:
+        assert refused_by_daphne(anonymous) == ("not_authenticated", 4401)
+
+    carol = sign_up(servers["gunicorn"].url, "carol")
+    with open_socket(daphne, carol, "no-such-room") as lost:
+        assert refused_by_daphne(lost) == ("room_not_found", 4404)
+    assert "Exception inside application" not in daphne.logs()

@@ -14,9 +14,21 @@ ENV_VARIABLES = (
     "DJANGO_DEBUG",
     "DJANGO_SECRET_KEY",
     "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
+    "DJANGO_SECURE_PROXY_SSL_HEADER",
     "DATABASE_URL",
     "REDIS_URL",
 )
+# The production variables of docs/deploy.md, as docker-compose.yml sets them.
+PRODUCTION = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "p8Vq-3nXr_TzK1wYb7HcLm0sJd4Ue9GfAo2iNk6RlPy5QhEvWx",
+    "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "https://chat.example.com",
+    "DJANGO_SECURE_PROXY_SSL_HEADER": "true",
+    "DATABASE_URL": "postgres://chatroom:secret@db:5432/chatroom",
+    "REDIS_URL": "redis://redis:6379/0",
+}
 
 PRINT_SETTINGS = """
 import json, django
@@ -37,13 +49,27 @@ print(json.dumps({
 """
 
 
-def load_settings(**variables):
+def clean_env(**variables) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARIABLES}
-    env |= {"DJANGO_SETTINGS_MODULE": "chatroom.settings", **variables}
+    return env | {"DJANGO_SETTINGS_MODULE": "chatroom.settings", **variables}
+
+
+def load_settings(**variables):
     return subprocess.run(
         [sys.executable, "-c", PRINT_SETTINGS],
         cwd=BASE_DIR,
-        env=env,
+        env=clean_env(**variables),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def check_deploy(**variables):
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=BASE_DIR,
+        env=clean_env(**variables),
         capture_output=True,
         text=True,
         timeout=60,
@@ -93,6 +119,47 @@ def test_secret_key_is_required_when_debug_is_off():
     assert json.loads(ok.stdout)["debug"] is False
 
 
+def test_check_deploy_is_clean_with_the_production_variables():
+    result = check_deploy(**PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_warns_with_debug_on():
+    result = check_deploy(**(PRODUCTION | {"DJANGO_DEBUG": "true"}))
+    assert result.returncode != 0
+    # DEBUG, and everything that defaults off with it: HSTS, redirect, cookies.
+    for check_id in ("W018", "W004", "W008", "W012", "W016"):
+        assert f"security.{check_id}" in result.stderr, check_id
+
+
+def test_check_deploy_refuses_a_weak_secret_key():
+    weak = PRODUCTION | {"DJANGO_SECRET_KEY": "django-insecure-" + "a" * 40}
+    result = check_deploy(**weak)
+    assert result.returncode != 0
+    assert "security.W009" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("missing", "check_id"),
+    [("REDIS_URL", "chat.W001"), ("DATABASE_URL", "chat.W002")],
+)
+def test_check_deploy_warns_without_the_shared_backends(missing, check_id):
+    result = check_deploy(**{k: v for k, v in PRODUCTION.items() if k != missing})
+    assert result.returncode != 0
+    assert check_id in result.stderr
+
+
+def test_check_deploy_warns_about_redirect_loops_behind_a_proxy():
+    without_proxy_header = PRODUCTION | {"DJANGO_SECURE_PROXY_SSL_HEADER": "false"}
+    result = check_deploy(**without_proxy_header)
+    assert "chat.W003" in result.stderr
+    silenced = check_deploy(
+        **without_proxy_header, DJANGO_SILENCED_SYSTEM_CHECKS="chat.W003"
+    )
+    assert silenced.returncode == 0, silenced.stderr
+
+
 @pytest.mark.parametrize("name", ["wsgi", "asgi"])
 def test_entry_points_import(name):
     result = subprocess.run(
@@ -106,13 +173,24 @@ def test_entry_points_import(name):
     assert result.returncode == 0, result.stderr
 
 
-def test_env_example_lists_every_variable_the_settings_read():
-    settings_source = (BASE_DIR / "chatroom" / "settings.py").read_text()
-    example = (BASE_DIR / ".env.example").read_text()
+def variables_read(path: str, pattern: str) -> set[str]:
+    found = set(re.findall(pattern, (BASE_DIR / path).read_text()))
+    assert found, f"no variables found in {path}"
+    return found
 
-    read = set(re.findall(r'env\.\w+\(\s*"([A-Z_]+)"', settings_source))
+
+def test_env_example_lists_every_variable_that_is_read():
+    read = (
+        variables_read("chatroom/settings.py", r'env\.\w+\(\s*"([A-Z_]+)"')
+        | variables_read(
+            "deploy/gunicorn.conf.py", r'(?:environ\.get|_int)\("([A-Z_]+)"'
+        )
+        | variables_read("deploy/start-ws.sh", r"\$\{([A-Z_]+):-")
+        | variables_read("chatroom/wsserver.py", r'environ\.get\("([A-Z_]+)"')
+        | variables_read("docker-compose.yml", r"\$\{([A-Z_]+)(?::?[-?])")
+    )
+    example = (BASE_DIR / ".env.example").read_text()
     listed = set(re.findall(r"^#?\s*([A-Z_]+)=", example, re.M))
-    assert read, "no env reads found"
     assert read - listed == set()
 
 

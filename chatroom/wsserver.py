@@ -1,0 +1,98 @@
+"""
+Daphne's command line with a clean stop, for deploy/start-ws.sh:
+
+    python -m chatroom.wsserver [daphne options] chatroom.asgi:application
+
+Plain Daphne drops every TCP connection on SIGTERM, so its WebSocket clients
+see an abnormal closure (1006). This one first stops listening (new sockets go
+to the other replicas), sends every open WebSocket a close frame (1001, going
+away), and waits up to DAPHNE_SHUTDOWN_TIMEOUT seconds for the clients to
+answer and the consumers to run their disconnect handlers (leaving groups and
+presence) before Daphne cancels what is left. Then it exits, even when
+threads of cancelled HTTP requests are still waiting (plain Daphne can hang
+there after HTTP load).
+"""
+
+import logging
+import os
+import sys
+import time
+
+from daphne.cli import CommandLineInterface
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import defer, reactor, task
+
+logger = logging.getLogger(__name__)
+
+GOING_AWAY = 1001
+POLL_INTERVAL = 0.1
+
+
+class GracefulServer(Server):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.listening_ports = []
+
+    def listen_success(self, port):
+        self.listening_ports.append(port)
+        return super().listen_success(port)
+
+    @defer.inlineCallbacks
+    def kill_all_applications(self):
+        yield self.close_websockets()
+        result = yield super().kill_all_applications()
+        return result
+
+    @defer.inlineCallbacks
+    def close_websockets(self):
+        for port in self.listening_ports:
+            yield port.stopListening()
+        sockets = [
+            protocol
+            for protocol in list(self.connections)
+            if isinstance(protocol, WebSocketProtocol)
+            and protocol.state == WebSocketProtocol.STATE_OPEN
+        ]
+        for protocol in sockets:
+            # Below autobahn's sendClose, which only allows 1000 and 3000-4999.
+            protocol.sendCloseFrame(code=GOING_AWAY, reasonUtf8=b"server stopping")
+        timeout = float(os.environ.get("DAPHNE_SHUTDOWN_TIMEOUT") or 10)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+            self._still_running(protocol) for protocol in sockets
+        ):
+            yield task.deferLater(reactor, POLL_INTERVAL, lambda: None)
+        unfinished = sum(1 for protocol in sockets if self._still_running(protocol))
+        logger.info(
+            "Closed %i WebSockets; %i not finished in time", len(sockets), unfinished
+        )
+
+    def _still_running(self, protocol) -> bool:
+        """The socket is open, or its consumer has not finished yet."""
+        details = self.connections.get(protocol)
+        if details is None:
+            return False
+        instance = details.get("application_instance")
+        return protocol.state != WebSocketProtocol.STATE_CLOSED or (
+            instance is not None and not instance.done()
+        )
+
+
+class GracefulCommandLineInterface(CommandLineInterface):
+    server_class = GracefulServer
+
+
+def main() -> None:
+    GracefulCommandLineInterface().run(sys.argv[1:])
+    # Daphne has stopped. Worker threads of HTTP requests it cancelled may wait
+    # forever for an event loop that is gone, and the interpreter would join
+    # them before exiting: flush and leave instead.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Daphne serving chatroom.asgi: the WebSockets under /ws/ (nginx routes them here).
+# DAPHNE_ENDPOINT, a Twisted endpoint, replaces the address: systemd socket
+# activation (deploy/systemd/) sets it to systemd:domain=UNIX:index=0.
+set -o errexit -o nounset -o pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -n "${DAPHNE_ENDPOINT:-}" ]]; then
+    listen=(--endpoint "$DAPHNE_ENDPOINT")
+else
+    listen=(--bind "${DAPHNE_BIND:-0.0.0.0}" --port "${DAPHNE_PORT:-8001}")
+fi
+
+# --proxy-headers: client addresses from nginx's X-Forwarded-For (nginx sets it
+#   itself; only nginx can reach this port).
+# --ping-interval: keepalive pings on idle sockets, well inside nginx's
+#   proxy_read_timeout (120 s) so that idle chats are not cut by the proxy.
+# --websocket-max-*-size: bytes; CHAT_MAX_FRAME_LENGTH is 16,384 characters, at
+#   most 4 bytes each in UTF-8. Anything larger drops the connection before
+#   the application sees it.
+# --application-close-timeout: seconds a consumer has to finish after its
+#   client has gone.
+# chatroom.wsserver is Daphne's command line with a clean stop: on SIGTERM every
+# socket gets a close frame (1001) and DAPHNE_SHUTDOWN_TIMEOUT seconds to go.
+exec python -m chatroom.wsserver "${listen[@]}" \
+    --proxy-headers \
+    --ping-interval "${DAPHNE_PING_INTERVAL:-20}" \
+    --ping-timeout "${DAPHNE_PING_TIMEOUT:-30}" \
+    --websocket-max-message-size "${DAPHNE_MAX_MESSAGE_SIZE:-65536}" \
+    --websocket-max-frame-size "${DAPHNE_MAX_FRAME_SIZE:-65536}" \
+    --application-close-timeout "${DAPHNE_APPLICATION_CLOSE_TIMEOUT:-10}" \
+    --access-log - \
+    chatroom.asgi:application
