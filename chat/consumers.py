@@ -130,7 +130,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ChatError as error:
             await self._send_error(error, client_id=echo_id)
             if error.code == "room_not_found":  # deleted while we were in it
-                await self.close(code=CloseCode.ROOM_NOT_FOUND)
+                await self._close(CloseCode.ROOM_NOT_FOUND)
             return
         except DatabaseError:
             logger.warning("message from %s not stored", self.username, exc_info=True)
@@ -195,9 +195,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _send_error(self, error: ChatError, *, client_id: str | None = None):
         await self._send_frame(protocol.error_frame(error, client_id=client_id))
 
-    async def _refuse(self, code: int, error_code: str, detail: str) -> None:
+    async def _refuse(self, code: CloseCode, error_code: str, detail: str) -> None:
         await self._send_error(ChatError(error_code, detail))
-        await self.close(code=code)
+        await self._close(code)
+
+    async def _close(self, code: CloseCode) -> None:
+        # A plain int: autobahn, under Daphne, refuses an IntEnum member.
+        await self.close(code=int(code))
 
     async def _refuse_unavailable(self) -> None:
         await self._refuse(

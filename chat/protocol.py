@@ -15,12 +15,14 @@ CLIENT_FRAME_TYPES = frozenset({"message", "resume", "typing"})
 
 
 class CloseCode(IntEnum):
-    """WebSocket close codes the server uses after refusing a socket."""
+    """WebSocket close codes the server uses after refusing a socket. Daphne
+    (autobahn) sends only 1000 and 3000-4999 from an application, so every
+    code of ours is in the private 4000 range."""
 
     NOT_AUTHENTICATED = 4401
     ROOM_NOT_FOUND = 4404
     # Transient: the database or the channel layer is down; reconnect later.
-    UNAVAILABLE = 1011
+    UNAVAILABLE = 4503
 
 
 @dataclass(frozen=True)

@@ -387,7 +387,7 @@ async def test_quiet_room_keeps_working_with_redis(open_socket, user, room):
 # --- Outages ----------------------------------------------------------------
 
 
-async def test_channel_layer_down_at_connect_closes_1011(
+async def test_channel_layer_down_at_connect_closes_4503(
     open_socket, user, room, monkeypatch
 ):
     async def refuse(**kwargs):
@@ -397,7 +397,7 @@ async def test_channel_layer_down_at_connect_closes_1011(
     socket, connected = await open_socket(user)
     assert connected
     assert await refused(socket) == ("unavailable", CloseCode.UNAVAILABLE)
-    assert CloseCode.UNAVAILABLE == 1011
+    assert CloseCode.UNAVAILABLE == 4503
 
 
 async def test_database_down_while_sending_is_an_error_frame(
@@ -417,7 +417,7 @@ async def test_database_down_while_sending_is_an_error_frame(
     assert await stored_bodies() == ["lost?"]
 
 
-async def test_database_down_at_handshake_closes_1011(
+async def test_database_down_at_handshake_closes_4503(
     open_socket, session_cookie, user, room, monkeypatch
 ):
     from django.contrib.sessions.backends.db import SessionStore

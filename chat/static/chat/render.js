@@ -67,6 +67,7 @@
     function showSendError(text) {
       els.sendError.textContent = text;
       els.sendError.hidden = false;
+      delete els.sendError.dataset.reason;
     }
 
     function hideSendError() {

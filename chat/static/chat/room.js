@@ -152,7 +152,7 @@
       return;
     }
     if (codePointLength(body) > config.max_body_length) {
-      view.showSendError(`Messages can be at most ${config.max_body_length} characters.`);
+      checkLength();
       return;
     }
     const entry = { clientId: newClientId(), body, li: null, via: null, timer: null, attempts: 0 };
@@ -161,6 +161,26 @@
     els.input.value = "";
     els.input.focus();
     transmit(entry);
+  }
+
+  function tooLongText(body) {
+    const max = config.max_body_length.toLocaleString();
+    const length = codePointLength(body).toLocaleString();
+    return `Messages can be at most ${max} characters; this one has ${length}.`;
+  }
+
+  // Say so while typing, not only on sending, when the text grows too long,
+  // and take the notice back once it fits again.
+  function checkLength() {
+    const body = els.input.value.trim();
+    const tooLong = codePointLength(body) > config.max_body_length;
+    els.input.setAttribute("aria-invalid", tooLong ? "true" : "false");
+    if (tooLong) {
+      view.showSendError(tooLongText(body));
+      els.sendError.dataset.reason = "length";
+    } else if (els.sendError.dataset.reason === "length") {
+      view.hideSendError();
+    }
   }
 
   /* ---------- typing ---------- */
@@ -203,6 +223,7 @@
       }
     });
     els.input.addEventListener("input", onInputTyping);
+    els.input.addEventListener("input", checkLength);
     if (els.loadOlder) els.loadOlder.addEventListener("click", loadOlder);
   }
 

@@ -1,0 +1,55 @@
+"""
+Scenario 5 of the browser tests: message text (and room titles) that look like
+HTML or script show as literal text. No dialog opens and no element is
+injected, whether the text arrives live, over HTTP, or rendered by the server
+on a reload.
+"""
+
+from playwright.sync_api import expect
+
+from .people import two_in_a_room
+
+PAYLOADS = [
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(2)</script>",
+    '"><svg onload=alert(3)>',
+    "'); alert(4); //",
+    "</textarea><b onmouseover=alert(5)>bold</b>",
+    '<a href="javascript:alert(6)">link</a>',
+]
+INJECTED = "#messages img, #messages script, #messages svg, #messages b, #messages a"
+
+
+def test_html_and_script_in_messages_show_as_text(person, servers):
+    alice, bob, slug = two_in_a_room(person, "Escaping")
+
+    for payload in PAYLOADS:
+        alice.send(payload)
+    over_http = "<iframe src=javascript:alert(7)></iframe>"
+    bob.post_over_http(servers.daphne.url, slug, over_http)
+    shown = [*PAYLOADS, over_http]
+
+    for someone in (alice, bob):
+        someone.expect_bodies(shown)
+        expect(someone.page.locator(INJECTED)).to_have_count(0)
+        expect(someone.page.locator("#messages iframe")).to_have_count(0)
+
+    # Rendered by the server this time (the page's recent messages).
+    bob.page.reload()
+    bob.expect_state("live")
+    bob.expect_bodies(shown)
+    expect(bob.page.locator(INJECTED)).to_have_count(0)
+    bob.page.locator("#messages").hover()
+    assert alice.dialogs == bob.dialogs == []
+
+
+def test_html_in_a_room_title_shows_as_text(person):
+    alice = person("alice")
+    alice.sign_up()
+    title = "<img src=x onerror=alert(8)>Lounge"
+    slug = alice.create_room(title)
+    expect(alice.page.locator("#room-title")).to_have_text(title)
+    alice.page.goto("/")
+    expect(alice.page.locator(f'li.room[data-slug="{slug}"] a')).to_have_text(title)
+    expect(alice.page.locator("#room-list img")).to_have_count(0)
+    assert alice.dialogs == []
