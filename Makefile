@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run runserver test lint format install install-dev clean
+.PHONY: run runserver test stack-test bench certs system-packages lint format install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,48 @@ runserver: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: install-dev lint
+test: install-dev system-packages lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Debian packages the tests and benchmarks drive: chromium (the browser tests,
+## chat/tests/browser/; Playwright never downloads a browser) and wrk (bench/).
+## Installed when missing and we may (root or passwordless sudo); without them
+## those tests fail with a message saying how to install them.
+SYSTEM_PACKAGES := chromium wrk
+
+system-packages:
+	@missing=""; for package in $(SYSTEM_PACKAGES); do \
+		command -v $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	[ -n "$$CHROMIUM_PATH" ] && missing=$$(echo "$$missing" | sed 's/ chromium//'); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then sudo=""; \
+		elif sudo -n true 2>/dev/null; then sudo="sudo"; \
+		else echo "make: missing:$$missing; run: sudo apt-get install$$missing"; exit 0; fi; \
+		echo "make: installing$$missing from Debian's packages"; \
+		{ $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$$sudo apt-get install --yes -qq $$missing; } >/dev/null 2>&1 \
+			|| echo "make: apt-get install$$missing failed"; \
+	fi
+
+## The benchmarks (bench/): the project against the Channels tutorial and a raw
+## websockets server, in one run; writes docs/benchmarks.md. BENCH_ARGS=--full
+## for the longer sweep. Needs the machine's PostgreSQL and Redis (bench/targets.py).
+bench: install-dev system-packages
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## The production compose stack on a real Docker engine (installed and started
+## if missing; stand-in images when no registry answers). See docs/deploy.md.
+stack-test: install-dev
+	PYTEST=$(BIN)/pytest deploy/stack-test.sh $(PYTEST_ARGS)
+
+## A self-signed certificate for trying the compose stack on localhost.
+certs: deploy/certs/fullchain.pem
+
+deploy/certs/fullchain.pem:
+	mkdir -p deploy/certs
+	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=localhost" \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+		-keyout deploy/certs/privkey.pem -out deploy/certs/fullchain.pem
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -1,0 +1,101 @@
+"""
+What a server costs while it works: CPU (percent of one core) and peak memory
+of a process and its children, sampled in a thread, and Redis's own CPU and
+memory from INFO.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import psutil
+import redis
+
+
+class ProcessMeter:
+    """Samples a process tree every `interval` seconds between start and stop."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak_rss = 0
+        self._cpu_start = 0.0
+        self._cpu_end = 0.0
+        self._wall = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def _cpu_seconds(self) -> float:
+        total = 0.0
+        for process in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def rss(self) -> int:
+        total = 0
+        for process in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += process.memory_info().rss
+        return total
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_rss = max(self.peak_rss, self.rss())
+
+    def __enter__(self) -> ProcessMeter:
+        self.peak_rss = self.rss()
+        self._cpu_start = self._cpu_seconds()
+        self._wall = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._cpu_end = self._cpu_seconds()
+        self._wall = time.monotonic() - self._wall
+
+    def summary(self) -> dict:
+        return {
+            "cpu_percent": round(100 * (self._cpu_end - self._cpu_start) / self._wall),
+            "peak_rss_mb": round(self.peak_rss / 2**20, 1),
+        }
+
+
+class RedisMeter:
+    """Redis's CPU (from INFO cpu) and peak memory over a window."""
+
+    def __init__(self, url: str):
+        self.client = redis.Redis.from_url(url)
+
+    def _cpu(self) -> float:
+        info = self.client.info("cpu")
+        return info["used_cpu_user"] + info["used_cpu_sys"]
+
+    def __enter__(self) -> RedisMeter:
+        self._cpu_start = self._cpu()
+        self._wall = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cpu_end = self._cpu()
+        self._wall = time.monotonic() - self._wall
+        self._memory = self.client.info("memory")["used_memory_peak"]
+
+    def summary(self) -> dict:
+        return {
+            "redis_cpu_percent": round(
+                100 * (self._cpu_end - self._cpu_start) / self._wall
+            ),
+            "redis_peak_mb": round(self._memory / 2**20, 1),
+        }

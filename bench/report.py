@@ -1,0 +1,270 @@
+"""
+docs/benchmarks.md and its plots from one run's results: every figure in a
+table, the ratios the targets are stated in, the machine and the versions.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+TARGET_ORDER = ["project", "tutorial-redis", "tutorial-pubsub", "raw"]
+LABELS = {
+    "project": "chatroom (Daphne + PostgreSQL + pub/sub layer)",
+    "tutorial-redis": "tutorial consumer, RedisChannelLayer",
+    "tutorial-pubsub": "tutorial consumer, RedisPubSubChannelLayer",
+    "raw": "raw websockets broadcast (ceiling)",
+}
+
+
+def machine() -> dict:
+    def command_version(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "not found"
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": f"{os.cpu_count()} x {cpu}",
+        "memory_gib": round(
+            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        ),
+        "python": platform.python_version(),
+        "packages": {
+            name: version(name)
+            for name in (
+                "Django",
+                "channels",
+                "daphne",
+                "channels-redis",
+                "redis",
+                "gunicorn",
+                "psycopg",
+                "websockets",
+                "Twisted",
+            )
+        },
+        "redis_server": command_version(["redis-server", "--version"]),
+        "postgresql": command_version(["psql", "--version"]),
+        "wrk": command_version(["wrk", "--version"]),
+    }
+
+
+def best(rows: list[dict], target: str, scenario: str, key: str) -> float | None:
+    passing = [
+        r[key]
+        for r in rows
+        if r.get("target") == target and r["scenario"] == scenario and r["sustained"]
+    ]
+    return max(passing) if passing else None
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def table(headers: list[str], lines: list[list]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += [
+        "| " + " | ".join("" if v is None else str(v) for v in line) + " |"
+        for line in lines
+    ]
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], scenario: str, x_key: str, path: Path, xlabel: str) -> bool:
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    drawn = False
+    for target in TARGET_ORDER:
+        points = [
+            r for r in rows if r.get("target") == target and r["scenario"] == scenario
+        ]
+        points = [r for r in points if r["p99_ms"] is not None]
+        if points:
+            axis.plot(
+                [r[x_key] for r in points],
+                [r["p99_ms"] for r in points],
+                marker="o",
+                label=LABELS[target],
+            )
+            drawn = True
+    axis.axhline(100, color="grey", linestyle="--", linewidth=1, label="p99 = 100 ms")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("delivery latency p99 (ms)")
+    axis.set_title(scenario)
+    axis.legend(fontsize=8)
+    axis.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return drawn
+
+
+def write(results: dict, output: Path) -> Path:
+    rows, info = results["rows"], results["machine"]
+    plots = output / "benchmarks"
+    plots.mkdir(parents=True, exist_ok=True)
+    md = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` ({results['plan']} run) on {info['date']}. "
+        "Every figure below comes from this one run on this one machine; "
+        "ratios compare targets measured side by side. The method and the "
+        "scenarios are described at the end.",
+        "",
+        f"Machine: {info['cpu']}, {info['memory_gib']} GiB, Python {info['python']}, "
+        f"{info['redis_server']}, {info['postgresql']}, {info['wrk']}.",
+        "",
+        "Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()) + ".",
+        "",
+    ]
+    ws_rows = [r for r in rows if r["scenario"].startswith(("fanout", "rooms"))]
+    scenarios = sorted({r["scenario"] for r in ws_rows})
+    md += ["## Targets", ""]
+    summary = []
+    for scenario in scenarios:
+        key = "offered_deliveries" if scenario.startswith("fanout") else "offered_rate"
+        figures = {t: best(rows, t, scenario, key) for t in TARGET_ORDER}
+        summary.append(
+            [
+                scenario,
+                key.replace("offered_", "sustained "),
+                figures["project"],
+                figures["tutorial-redis"],
+                ratio(figures["project"], figures["tutorial-redis"]),
+                figures["tutorial-pubsub"],
+                figures["raw"],
+                ratio(figures["project"], figures["raw"]),
+            ]
+        )
+    md += [
+        "Highest offered load each target sustained (p99 ≤ 100 ms, nothing lost).",
+        "",
+        table(
+            [
+                "scenario",
+                "measure",
+                "chatroom",
+                "tutorial (Redis layer)",
+                "chatroom / tutorial",
+                "tutorial (pub/sub)",
+                "raw ceiling",
+                "chatroom / ceiling",
+            ],
+            summary,
+        ),
+        "",
+    ]
+    http_rows = [r for r in rows if r["scenario"] == "http"]
+    if http_rows:
+        by = {(r["server"], r["endpoint"]): r for r in http_rows}
+        api = by.get(("gunicorn sync", "history API"), {}).get("requests_per_s")
+        view = by.get(("gunicorn sync", "minimal view"), {}).get("requests_per_s")
+        md += [
+            f"History API under gunicorn (sync): {api} req/s, against {view} for "
+            f"the minimal view: {ratio(api, view)} (target: 0.70x or more).",
+            "",
+        ]
+    for scenario in scenarios:
+        key = "offered_deliveries" if scenario.startswith("fanout") else "offered_rate"
+        name = f"{scenario}.png"
+        label = (
+            "offered deliveries per second"
+            if key == "offered_deliveries"
+            else "offered messages per second (all rooms)"
+        )
+        if plot(rows, scenario, key, plots / name, label):
+            md += [f"![{scenario}: p99 latency against load](benchmarks/{name})", ""]
+    md += ["## WebSocket steps", ""]
+    columns = [
+        "target",
+        "scenario",
+        "offered_rate",
+        "offered_deliveries",
+        "connected",
+        "failed",
+        "sent",
+        "delivered",
+        "lost",
+        "duplicated",
+        "out_of_order",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "max_ms",
+        "deliveries_per_s",
+        "cpu_percent",
+        "peak_rss_mb",
+        "redis_cpu_percent",
+        "sustained",
+    ]
+    md += [table(columns, [[r.get(c) for c in columns] for r in ws_rows]), ""]
+    for scenario, columns in (
+        (
+            "idle",
+            [
+                "target",
+                "sockets",
+                "connected",
+                "failed",
+                "rss_before_mb",
+                "rss_holding_mb",
+                "kb_per_socket",
+            ],
+        ),
+        (
+            "churn",
+            [
+                "target",
+                "clients_per_wave",
+                "waves",
+                "rss_baseline_mb",
+                "rss_after_waves_mb",
+            ],
+        ),
+        (
+            "http",
+            [
+                "server",
+                "endpoint",
+                "requests_per_s",
+                "p99_ms",
+                "non_2xx",
+                "server_cpu_percent",
+                "cpu_ms_per_request",
+            ],
+        ),
+    ):
+        chosen = [r for r in rows if r["scenario"] == scenario]
+        if chosen:
+            md += [
+                f"## {scenario}",
+                "",
+                table(columns, [[r.get(c) for c in columns] for r in chosen]),
+                "",
+            ]
+    md += [(Path(__file__).parent / "METHOD.md").read_text()]
+    path = output / "benchmarks.md"
+    path.write_text("\n".join(md))
+    return path

@@ -1,0 +1,213 @@
+"""
+`make bench`: the project against its baselines, in one run on one machine,
+then docs/benchmarks.md with every figure and plots.
+
+    python -m bench.run            # the quick run (a few minutes)
+    python -m bench.run --full     # the longer sweep
+    python -m bench.run --smoke    # seconds; what `make test` runs
+
+Scenarios (docs/benchmarks.md explains each):
+  fanout  one room, 200 (and 1,000 with --full) clients, stepping the rate
+  rooms   100 rooms x 10 clients, stepping the rate
+  idle    thousands of idle sockets on one Daphne process: memory per socket
+  churn   connect and disconnect in waves: does memory return to baseline?
+  http    wrk against a minimal view and the history API (bench/http.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import http, report
+from .loadgen import Load, run
+from .measure import ProcessMeter, RedisMeter
+from .targets import BASE_DIR, REDIS_URL, Target, all_targets, fresh_database
+
+RESULTS = BASE_DIR / "bench" / "results"
+P99_LIMIT_MS = 100
+
+
+@dataclass
+class Plan:
+    name: str
+    fanout_clients: list[int]
+    fanout_steps: list[int]  # offered deliveries per second
+    rooms: tuple[int, int]  # rooms, clients per room
+    rooms_steps: list[int]  # messages per second, all rooms together
+    step_seconds: float
+    idle_sockets: list[int]
+    churn: tuple[int, int]  # clients per wave, waves
+    http_seconds: int
+    hold_seconds: float  # how long idle sockets are held
+    drain: float = 3.0  # seconds to wait for late deliveries after a step
+
+
+PLANS = {
+    "smoke": Plan("smoke", [20], [200], (4, 5), [20], 1, [100], (50, 2), 1, 1, 2),
+    "quick": Plan(
+        "quick", [200], [500, 1000, 2000, 4000, 8000, 16000, 32000], (100, 10),
+        [25, 50, 100, 200, 400, 800, 1600], 4, [2000], (500, 3), 5, 5, 2,
+    ),
+    "full": Plan(
+        "full", [200, 1000], [1000, 2000, 4000, 8000, 16000, 32000, 64000],
+        (100, 10), [50, 100, 200, 400, 800, 1600, 3200], 10, [5000, 10000],
+        (1000, 5), 15, 10,
+    ),
+}  # fmt: skip
+
+
+def sustained(summary: dict) -> bool:
+    return (
+        summary["failed"] == 0
+        and summary["lost"] == 0
+        and summary["p99_ms"] is not None
+        and summary["p99_ms"] <= P99_LIMIT_MS
+    )
+
+
+def measured(target: Target, load: Load) -> dict:
+    with ProcessMeter(target.process.pid) as server, RedisMeter(REDIS_URL) as rds:
+        summary = run(load).summary()
+    return {**summary, **server.summary(), **rds.summary()}
+
+
+def step_up(target, scenario, plan, rooms, clients, rates, per_rate) -> list[dict]:
+    """One load per rate, rising, until a step is not sustained."""
+    rows = []
+    for rate in rates:
+        load = Load(
+            url=target.url, protocol=target.protocol, rooms=rooms, clients=clients,
+            rate=per_rate(rate), duration=plan.step_seconds, cookies=target.cookies,
+            origin=target.origin, drain=plan.drain,
+        )  # fmt: skip
+        row = {
+            "target": target.name, "scenario": scenario, "rooms": rooms,
+            "clients_per_room": clients, "offered_rate": round(load.rate, 1),
+            "offered_deliveries": round(load.rate * clients),
+            **measured(target, load),
+        }  # fmt: skip
+        row["sustained"] = sustained(row)
+        rows.append(row)
+        print(json.dumps({k: row[k] for k in list(row)[:12]}))
+        if not row["sustained"]:
+            break
+    return rows
+
+
+def websocket_scenarios(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
+    rows = []
+    rooms, per_room = plan.rooms
+    target.start(log_dir, clients=max([*plan.fanout_clients, rooms * per_room]))
+    try:
+        for clients in plan.fanout_clients:
+            rows += step_up(
+                target, f"fanout-{clients}", plan, 1, clients, plan.fanout_steps,
+                lambda deliveries, c=clients: deliveries / c,
+            )  # fmt: skip
+        rows += step_up(
+            target, "rooms", plan, rooms, per_room, plan.rooms_steps, lambda r: r
+        )
+    finally:
+        target.stop()
+    return rows
+
+
+def idle_scenario(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
+    """Hold many idle sockets on one process: its memory per socket."""
+    rows = []
+    for sockets in plan.idle_sockets:
+        target.start(log_dir, clients=sockets)
+        try:
+            before = ProcessMeter(target.process.pid).rss()
+            load = Load(
+                url=target.url, protocol=target.protocol, rooms=max(1, sockets // 100),
+                clients=min(sockets, 100), rate=0, duration=plan.hold_seconds,
+                drain=0,
+                cookies=target.cookies, origin=target.origin,
+            )  # fmt: skip
+            with ProcessMeter(target.process.pid) as meter:
+                summary = run(load).summary()
+            rows.append({
+                "target": target.name, "scenario": "idle", "sockets": sockets,
+                "connected": summary["connected"], "failed": summary["failed"],
+                "errors": summary["errors"][:2],
+                "rss_before_mb": round(before / 2**20, 1),
+                "rss_holding_mb": round(meter.peak_rss / 2**20, 1),
+                "kb_per_socket": round(
+                    (meter.peak_rss - before) / 1024 / max(1, summary["connected"]), 1
+                ),
+            })  # fmt: skip
+            print(json.dumps(rows[-1]))
+        finally:
+            target.stop()
+    return rows
+
+
+def churn_scenario(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
+    clients, waves = plan.churn
+    target.start(log_dir, clients=clients)
+    try:
+        meter = ProcessMeter(target.process.pid)
+        baseline = meter.rss()
+        after = []
+        for _ in range(waves):
+            load = Load(
+                url=target.url, protocol=target.protocol, rooms=max(1, clients // 50),
+                clients=min(clients, 50), rate=0, duration=1, drain=0,
+                cookies=target.cookies, origin=target.origin,
+            )  # fmt: skip
+            run(load)
+            time.sleep(plan.drain)  # disconnect handlers finish
+            after.append(round(meter.rss() / 2**20, 1))
+        row = {
+            "target": target.name, "scenario": "churn", "clients_per_wave": clients,
+            "waves": waves, "rss_baseline_mb": round(baseline / 2**20, 1),
+            "rss_after_waves_mb": after,
+        }  # fmt: skip
+        print(json.dumps(row))
+        return [row]
+    finally:
+        target.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--full", action="store_true", help="the longer sweep")
+    mode.add_argument("--smoke", action="store_true", help="a few seconds")
+    parser.add_argument("--output", type=Path, default=BASE_DIR / "docs")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    plan = PLANS["full" if args.full else "smoke" if args.smoke else "quick"]
+
+    # Thousands of sockets need as many file descriptors, here and in servers.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    args.results.mkdir(parents=True, exist_ok=True)
+    log_dir = args.results / "logs"
+    log_dir.mkdir(exist_ok=True)
+    fresh_database()
+
+    rows: list[dict] = []
+    targets = all_targets()
+    for target in targets:
+        rows += websocket_scenarios(target, plan, log_dir)
+    for target in targets[:2]:  # the project and the tutorial's default layer
+        rows += idle_scenario(target, plan, log_dir)
+    rows += churn_scenario(targets[0], plan, log_dir)
+    rows += http.scenarios(plan.http_seconds, log_dir)
+
+    results = {"plan": plan.name, "machine": report.machine(), "rows": rows}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = args.results / f"{stamp}-{plan.name}.json"
+    path.write_text(json.dumps(results, indent=1))
+    report.write(results, args.output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""
+The servers a benchmark runs against, each started fresh on a loopback port:
+the project (Daphne with chatroom.asgi, PostgreSQL, Redis), the Channels
+tutorial's consumer on the default RedisChannelLayer and on the pub/sub layer,
+and a raw `websockets` broadcast server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+BASE_DIR = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# A server to create the benchmark database on, and that database's name.
+POSTGRES_URL = os.environ.get(
+    "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
+BENCH_DATABASE = "chatroom_bench"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_listening(port: int, process: subprocess.Popen, log: Path) -> None:
+    """Until something listens on the port; fails with the log if the server
+    exits or nothing listens within 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}; log: {log}")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if that is not enough: never leave a server behind."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class Target:
+    name: str
+    protocol: str  # the load generator's wire format
+    label: str  # for tables and plots
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    cookies: list[str] = field(default_factory=list)
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        path = "/ws/{room}/" if self.protocol == "raw" else "/ws/chat/{room}/"
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    def start(self, log_dir: Path, clients: int) -> None:
+        argv, env = self.command()
+        self.log = log_dir / f"{self.name}.log"
+        self.process = subprocess.Popen(
+            argv,
+            cwd=BASE_DIR,
+            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_listening(self.port, self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process:
+            stop_process(self.process)
+
+
+class RawBroadcast(Target):
+    def command(self):
+        argv = [str(BIN / "python"), "-m", "bench.baselines.raw_broadcast"]
+        return [*argv, "--port", str(self.port)], {}
+
+
+@dataclass
+class Tutorial(Target):
+    layer: str = "redis"
+
+    def command(self):
+        argv = [str(BIN / "daphne"), "-p", str(self.port), "--access-log", os.devnull]
+        return [*argv, "bench.baselines.tutorial:application"], {
+            "BENCH_LAYER": self.layer,
+            "REDIS_URL": REDIS_URL,
+            "REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
+        }
+
+
+@dataclass
+class Project(Target):
+    """Daphne as deploy/start-ws.sh runs it, with the production settings
+    (HTTPS parts off: loopback), on a benchmark database of its own."""
+
+    # One key for the sessions bench/project.py creates and the server that
+    # checks them.
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(50))
+    redis_prefix: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:6]}")
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": self.secret_key,
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "DJANGO_SESSION_COOKIE_SECURE": "false",
+            "DJANGO_CSRF_COOKIE_SECURE": "false",
+            "DATABASE_URL": database_url(),
+            "REDIS_URL": REDIS_URL,
+            "REDIS_PREFIX": self.redis_prefix,
+            "LOG_LEVEL": "WARNING",
+        }
+
+    def command(self):
+        return [str(BASE_DIR / "deploy" / "start-ws.sh")], {
+            **self.environment(),
+            "DAPHNE_BIND": "127.0.0.1",
+            "DAPHNE_PORT": str(self.port),
+        }
+
+    def start(self, log_dir: Path, clients: int) -> None:
+        env = self.environment()
+        output = subprocess.run(
+            [str(BIN / "python"), "-m", "bench.project", "--users", str(clients),
+             "--rooms", "100"],
+            cwd=BASE_DIR, env={**os.environ, **env}, capture_output=True, text=True,
+            check=True, timeout=600,
+        ).stdout  # fmt: skip
+        self.cookies = json.loads(output)
+        super().start(log_dir, clients)
+
+
+def database_url() -> str:
+    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{BENCH_DATABASE}"
+
+
+def fresh_database() -> None:
+    """Drop and create the benchmark database, so every run starts empty."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+
+
+def all_targets() -> list[Target]:
+    return [
+        Project("project", "chatroom", "chatroom (Daphne, PostgreSQL, pub/sub layer)"),
+        Tutorial("tutorial-redis", "tutorial", "tutorial consumer, RedisChannelLayer"),
+        Tutorial(
+            "tutorial-pubsub",
+            "tutorial",
+            "tutorial consumer, RedisPubSubChannelLayer",
+            layer="pubsub",
+        ),
+        RawBroadcast("raw", "raw", "raw websockets broadcast (ceiling)"),
+    ]
