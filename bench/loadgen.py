@@ -174,7 +174,7 @@ async def run_share(load: Load, share: list[tuple[int, int]], start, rate: dict)
         async with gate:
             try:
                 sockets[client] = await websockets.connect(
-                    load.url.format(room=f"bench-{room}"),
+                    load.url.split(" ")[client % len(load.url.split(" "))].format(room=f"bench-{room}"),
                     origin=load.origin,
                     additional_headers=headers,
                     open_timeout=30,

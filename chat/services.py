@@ -37,10 +37,9 @@ def message_create(
     body = _clean_body(body)
     client_id = _clean_client_id(client_id)
 
-    existing = _message_by_client_id(author=author, client_id=client_id, room=room)
-    if existing is not None:
-        return existing, False
-
+    # Insert first: a retry is rare, and the unique (author, client_id)
+    # constraint turns it into an IntegrityError, handled below. Looking it up
+    # first would cost every message one more query.
     try:
         with transaction.atomic():
             # Lock the room row: a room's messages then commit in id order, and
@@ -63,7 +62,7 @@ def message_create(
                 partial(events.message_created, message=message, prev_id=prev_id)
             )
     except IntegrityError:
-        # The same client_id raced in from another connection and won.
+        # A retry, or the same client_id raced in from another connection.
         existing = _message_by_client_id(author=author, client_id=client_id, room=room)
         if existing is None:
             raise

@@ -90,9 +90,25 @@ DATABASES = {
 }
 # 0 closes the connection after each request or consumer call; gunicorn's
 # long-lived sync workers may keep theirs (DB_CONN_MAX_AGE=60), Daphne should not,
-# since every thread of its pool would hold one open.
+# since every thread it runs sync code in would hold one open.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A connection pool (psycopg_pool) of at most DB_POOL_MAX_SIZE connections per
+# process, for Daphne (deploy/start-ws.sh): each consumer call borrows one for a
+# moment instead of opening its own, which would cost more than the query.
+# Pooled connections are never persistent, so DB_CONN_MAX_AGE does not apply.
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
+if DB_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # The pool already drops connections that broke while in use; a health
+    # check on every checkout would add a round trip to every consumer call.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        # Seconds a call waits for a free connection before failing.
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Development only: take the write lock when a transaction starts (writers
     # queue instead of failing with "database is locked"), and let readers go on

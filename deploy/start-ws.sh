@@ -5,11 +5,17 @@
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
 
+# The listen backlog: Twisted's default, 50, makes a burst of reconnecting
+# clients (after a deploy) wait a second for a SYN retry.
 if [[ -n "${DAPHNE_ENDPOINT:-}" ]]; then
     listen=(--endpoint "$DAPHNE_ENDPOINT")
 else
-    listen=(--bind "${DAPHNE_BIND:-0.0.0.0}" --port "${DAPHNE_PORT:-8001}")
+    interface="${DAPHNE_BIND:-0.0.0.0}"
+    listen=(--endpoint "tcp:port=${DAPHNE_PORT:-8001}:interface=${interface//:/\\:}:backlog=${DAPHNE_BACKLOG:-1024}")
 fi
+
+# Consumers borrow a pooled database connection for each call (chatroom/settings.py).
+export DB_POOL_MAX_SIZE="${DB_POOL_MAX_SIZE:-4}"
 
 # --proxy-headers: client addresses from nginx's X-Forwarded-For (nginx sets it
 #   itself; only nginx can reach this port).

@@ -6,6 +6,7 @@ reaches a WebSocket client of Daphne; clients of different Daphne processes
 chat and see each other in the room.
 """
 
+import contextlib
 import json
 import os
 import urllib.error
@@ -24,6 +25,8 @@ from .processes import BASE_DIR, BIN, ServerProcess, free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
+RUN = f"test-{uuid.uuid4().hex[:8]}"
+
 
 @pytest.fixture(scope="module")
 def servers(django_db_setup, django_db_blocker, tmp_path_factory):
@@ -41,7 +44,7 @@ def servers(django_db_setup, django_db_blocker, tmp_path_factory):
         "DATABASE_URL": database_url,
         "REDIS_URL": settings.REDIS_URL,
         # Keep this run's channels apart from anything else on the Redis.
-        "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+        "REDIS_PREFIX": RUN,
     }
     logs = tmp_path_factory.mktemp("server-logs")
     # The production command lines: deploy/start-web.sh and deploy/start-ws.sh.
@@ -63,7 +66,13 @@ def servers(django_db_setup, django_db_blocker, tmp_path_factory):
                 name,
                 [str(BASE_DIR / "deploy" / "start-ws.sh")],
                 port,
-                env | {"DAPHNE_BIND": "127.0.0.1", "DAPHNE_PORT": str(port)},
+                env
+                | {
+                    "DAPHNE_BIND": "127.0.0.1",
+                    "DAPHNE_PORT": str(port),
+                    # Names its database connections in pg_stat_activity.
+                    "DATABASE_URL": f"{database_url}?application_name={RUN}-{name}",
+                },
                 logs,
             )
         )
@@ -76,13 +85,14 @@ def servers(django_db_setup, django_db_blocker, tmp_path_factory):
             server.stop()
 
 
-def open_socket(server, browser: Browser, slug: str):
+def open_socket(server, browser: Browser, slug: str, **options):
     session = browser.cookie(settings.SESSION_COOKIE_NAME)
     return ws_connect(
         f"ws://127.0.0.1:{server.port}/ws/chat/{slug}/",
         origin=f"http://127.0.0.1:{server.port}",
         additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={session}"},
         open_timeout=10,
+        **options,
     )
 
 
@@ -219,3 +229,40 @@ def test_daphne_sends_the_documented_close_codes(servers):
     with open_socket(daphne, carol, "no-such-room") as lost:
         assert refused_by_daphne(lost) == ("room_not_found", 4404)
     assert "Exception inside application" not in daphne.logs()
+
+
+def daphne_connections(name: str) -> list[tuple[int, object]]:
+    """(backend pid, connection start) of a Daphne process's database connections."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, backend_start FROM pg_stat_activity"
+            " WHERE application_name = %s ORDER BY pid",
+            [f"{RUN}-{name}"],
+        )
+        return cursor.fetchall()
+
+
+def test_daphne_reuses_a_small_pool_of_database_connections(servers):
+    gunicorn, daphne = servers["gunicorn"], servers["daphne2"]
+    fay = sign_up(gunicorn.url, "fay")
+    fay.submit_form("/", {"slug": "pooled", "title": "Pooled"})
+    with contextlib.ExitStack() as stack:
+        # Unbounded queues: only the first socket's frames are read.
+        sockets = [
+            stack.enter_context(open_socket(daphne, fay, "pooled", max_queue=None))
+            for _ in range(6)
+        ]
+        for socket in sockets:
+            receive(socket, "hello")
+        before = daphne_connections("daphne2")
+        for n in range(60):
+            frame = {"type": "message", "body": f"m{n}", "client_id": f"p{n}"}
+            sockets[n % len(sockets)].send(json.dumps(frame))
+        for n in range(60):
+            assert receive(sockets[0], "message")["body"] == f"m{n}"
+        after = daphne_connections("daphne2")
+    # Six sockets and sixty stored messages: the same few pooled connections
+    # (deploy/start-ws.sh, DB_POOL_MAX_SIZE=4), none opened per call.
+    assert before, "the pool keeps a connection open between calls"
+    assert len(after) <= 4
+    assert set(before) <= set(after)
