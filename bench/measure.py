@@ -15,10 +15,11 @@ import redis
 
 
 class ProcessMeter:
-    """Samples a process tree every `interval` seconds between start and stop."""
+    """Samples process trees (a server's processes and their children) every
+    `interval` seconds between start and stop; figures are their sums."""
 
-    def __init__(self, pid: int, interval: float = 0.2):
-        self.root = psutil.Process(pid)
+    def __init__(self, *pids: int, interval: float = 0.2):
+        self.roots = [psutil.Process(pid) for pid in pids]
         self.interval = interval
         self.peak_rss = 0
         self._cpu_start = 0.0
@@ -28,10 +29,11 @@ class ProcessMeter:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _tree(self) -> list[psutil.Process]:
-        try:
-            return [self.root, *self.root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        processes = []
+        for root in self.roots:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                processes += [root, *root.children(recursive=True)]
+        return processes
 
     def _cpu_seconds(self) -> float:
         total = 0.0

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import http, report
-from .loadgen import Load, run
+from .loadgen import Load, default_processes, run
 from .measure import ProcessMeter, RedisMeter
 from .targets import BASE_DIR, REDIS_URL, Target, all_targets, fresh_database
 
 RESULTS = BASE_DIR / "bench" / "results"
 P99_LIMIT_MS = 100
+LOAD_PROCESSES = default_processes()
 
 
 @dataclass
@@ -45,18 +46,22 @@ class Plan:
     http_seconds: int
     hold_seconds: float  # how long idle sockets are held
     drain: float = 3.0  # seconds to wait for late deliveries after a step
+    refine: int = 2  # bisections between the last sustained and the first failed step
 
 
 PLANS = {
-    "smoke": Plan("smoke", [20], [200], (4, 5), [20], 1, [100], (50, 2), 1, 1, 2),
+    "smoke": Plan(
+        "smoke", [20], [200], (4, 5), [20], 1, [100], (50, 2), 1, 1, 2, refine=0
+    ),
     "quick": Plan(
-        "quick", [200], [500, 1000, 2000, 4000, 8000, 16000, 32000], (100, 10),
-        [25, 50, 100, 200, 400, 800, 1600], 4, [2000], (500, 3), 5, 5, 2,
+        "quick", [50, 200], [500, 1000, 2000, 4000, 8000, 16000, 32000], (100, 10),
+        [50, 100, 200, 400, 800, 1600, 3200], 4, [2000], (500, 3), 5, 5, 2,
     ),
     "full": Plan(
-        "full", [200, 1000], [1000, 2000, 4000, 8000, 16000, 32000, 64000],
-        (100, 10), [50, 100, 200, 400, 800, 1600, 3200], 10, [5000, 10000],
-        (1000, 5), 15, 10,
+        "full", [50, 200, 1000],
+        [500, 1000, 2000, 4000, 8000, 16000, 32000, 64000], (100, 10),
+        [50, 100, 200, 400, 800, 1600, 3200], 10, [5000, 10000], (1000, 5), 15, 10,
+        refine=3,
     ),
 }  # fmt: skip
 
@@ -71,17 +76,20 @@ def sustained(summary: dict) -> bool:
 
 
 def measured(target: Target, load: Load) -> dict:
-    with ProcessMeter(target.process.pid) as server, RedisMeter(REDIS_URL) as rds:
+    with ProcessMeter(*target.pids) as server, RedisMeter(REDIS_URL) as rds:
         summary = run(load).summary()
     return {**summary, **server.summary(), **rds.summary()}
 
 
 def step_up(target, scenario, plan, rooms, clients, rates, per_rate) -> list[dict]:
-    """One load per rate, rising, until a step is not sustained."""
+    """One load per rate, doubling, until a step is not sustained; then
+    `plan.refine` bisections between the last sustained rate and the first
+    failed one (or below the first, if even that failed)."""
     rows = []
-    for rate in rates:
+
+    def step(rate: float) -> bool:
         load = Load(
-            url=target.url, protocol=target.protocol, rooms=rooms, clients=clients,
+            urls=target.urls, protocol=target.protocol, rooms=rooms, clients=clients,
             rate=per_rate(rate), duration=plan.step_seconds, cookies=target.cookies,
             origin=target.origin, drain=plan.drain,
         )  # fmt: skip
@@ -93,9 +101,23 @@ def step_up(target, scenario, plan, rooms, clients, rates, per_rate) -> list[dic
         }  # fmt: skip
         row["sustained"] = sustained(row)
         rows.append(row)
-        print(json.dumps({k: row[k] for k in list(row)[:12]}))
-        if not row["sustained"]:
+        print(json.dumps({k: row[k] for k in list(row)[:12]}), flush=True)
+        return row["sustained"]
+
+    passed, failed = 0, None
+    for rate in rates:
+        if not step(rate):
+            failed = rate
             break
+        passed = rate
+    for _ in range(plan.refine if failed else 0):
+        middle = (passed + failed) // 2 if passed else failed // 2
+        if middle in (passed, failed) or middle <= 0:
+            break
+        if step(middle):
+            passed = middle
+        else:
+            failed = middle
     return rows
 
 
@@ -123,19 +145,21 @@ def idle_scenario(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
     for sockets in plan.idle_sockets:
         target.start(log_dir, clients=sockets)
         try:
-            before = ProcessMeter(target.process.pid).rss()
+            before = ProcessMeter(*target.pids).rss()
+            # 100 handshakes in flight at any time, over the generator's processes.
             load = Load(
-                url=target.url, protocol=target.protocol, rooms=max(1, sockets // 100),
-                clients=min(sockets, 100), rate=0, duration=plan.hold_seconds,
-                drain=0,
-                cookies=target.cookies, origin=target.origin,
+                urls=target.urls, protocol=target.protocol,
+                rooms=max(1, sockets // 100), clients=min(sockets, 100), rate=0,
+                duration=plan.hold_seconds, drain=0, cookies=target.cookies,
+                origin=target.origin, connect_concurrency=100 // LOAD_PROCESSES,
             )  # fmt: skip
-            with ProcessMeter(target.process.pid) as meter:
+            with ProcessMeter(*target.pids) as meter:
                 summary = run(load).summary()
             rows.append({
                 "target": target.name, "scenario": "idle", "sockets": sockets,
                 "connected": summary["connected"], "failed": summary["failed"],
                 "errors": summary["errors"][:2],
+                "handshake_p99_ms": summary["handshake_p99_ms"],
                 "rss_before_mb": round(before / 2**20, 1),
                 "rss_holding_mb": round(meter.peak_rss / 2**20, 1),
                 "kb_per_socket": round(
@@ -152,12 +176,12 @@ def churn_scenario(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
     clients, waves = plan.churn
     target.start(log_dir, clients=clients)
     try:
-        meter = ProcessMeter(target.process.pid)
+        meter = ProcessMeter(*target.pids)
         baseline = meter.rss()
         after = []
         for _ in range(waves):
             load = Load(
-                url=target.url, protocol=target.protocol, rooms=max(1, clients // 50),
+                urls=target.urls, protocol=target.protocol, rooms=max(1, clients // 50),
                 clients=min(clients, 50), rate=0, duration=1, drain=0,
                 cookies=target.cookies, origin=target.origin,
             )  # fmt: skip
@@ -194,12 +218,13 @@ def main() -> None:
     fresh_database()
 
     rows: list[dict] = []
-    targets = all_targets()
-    for target in targets:
+    targets = {target.name: target for target in all_targets()}
+    for target in targets.values():
         rows += websocket_scenarios(target, plan, log_dir)
-    for target in targets[:2]:  # the project and the tutorial's default layer
-        rows += idle_scenario(target, plan, log_dir)
-    rows += churn_scenario(targets[0], plan, log_dir)
+    # One Daphne process each: the project and the tutorial's default layer.
+    for name in ("project", "tutorial-redis"):
+        rows += idle_scenario(targets[name], plan, log_dir)
+    rows += churn_scenario(targets["project"], plan, log_dir)
     rows += http.scenarios(plan.http_seconds, log_dir)
 
     results = {"plan": plan.name, "machine": report.machine(), "rows": rows}

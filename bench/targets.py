@@ -67,52 +67,63 @@ class Target:
     name: str
     protocol: str  # the load generator's wire format
     label: str  # for tables and plots
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
+    count: int = 1  # server processes, each on a port of its own
+    ports: list[int] = field(default_factory=list)
+    processes: list[subprocess.Popen] = field(default_factory=list)
     cookies: list[str] = field(default_factory=list)
     log: Path | None = None
 
     @property
-    def url(self) -> str:
+    def urls(self) -> list[str]:
         path = "/ws/{room}/" if self.protocol == "raw" else "/ws/chat/{room}/"
-        return f"ws://127.0.0.1:{self.port}{path}"
+        return [f"ws://127.0.0.1:{port}{path}" for port in self.ports]
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.ports[0]}"
 
-    def command(self) -> tuple[list[str], dict[str, str]]:
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
+    def command(self, port: int) -> tuple[list[str], dict[str, str]]:
         raise NotImplementedError
 
     def start(self, log_dir: Path, clients: int) -> None:
-        argv, env = self.command()
         self.log = log_dir / f"{self.name}.log"
-        self.process = subprocess.Popen(
-            argv,
-            cwd=BASE_DIR,
-            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_listening(self.port, self.process, self.log)
+        self.ports = [free_port() for _ in range(self.count)]
+        self.processes = []
+        for port in self.ports:
+            argv, env = self.command(port)
+            self.processes.append(
+                subprocess.Popen(
+                    argv,
+                    cwd=BASE_DIR,
+                    env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
+                    stdout=self.log.open("ab"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        for port, process in zip(self.ports, self.processes, strict=True):
+            wait_listening(port, process, self.log)
 
     def stop(self) -> None:
-        if self.process:
-            stop_process(self.process)
+        for process in self.processes:
+            stop_process(process)
 
 
 class RawBroadcast(Target):
-    def command(self):
+    def command(self, port):
         argv = [str(BIN / "python"), "-m", "bench.baselines.raw_broadcast"]
-        return [*argv, "--port", str(self.port)], {}
+        return [*argv, "--port", str(port)], {}
 
 
 @dataclass
 class Tutorial(Target):
     layer: str = "redis"
 
-    def command(self):
-        argv = [str(BIN / "daphne"), "-p", str(self.port), "--access-log", os.devnull]
+    def command(self, port):
+        argv = [str(BIN / "daphne"), "-p", str(port), "--access-log", os.devnull]
         return [*argv, "bench.baselines.tutorial:application"], {
             "BENCH_LAYER": self.layer,
             "REDIS_URL": REDIS_URL,
@@ -123,10 +134,12 @@ class Tutorial(Target):
 @dataclass
 class Project(Target):
     """Daphne as deploy/start-ws.sh runs it, with the production settings
-    (HTTPS parts off: loopback), on a benchmark database of its own."""
+    (HTTPS parts off: loopback), on a benchmark database of its own. With
+    count > 1, several Daphne processes share the database and Redis, as
+    `docker compose up --scale ws=N` runs them behind nginx."""
 
-    # One key for the sessions bench/project.py creates and the server that
-    # checks them.
+    # One key for the sessions bench/project.py creates and the servers that
+    # check them.
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(50))
     redis_prefix: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:6]}")
 
@@ -144,11 +157,11 @@ class Project(Target):
             "LOG_LEVEL": "WARNING",
         }
 
-    def command(self):
+    def command(self, port):
         return [str(BASE_DIR / "deploy" / "start-ws.sh")], {
             **self.environment(),
             "DAPHNE_BIND": "127.0.0.1",
-            "DAPHNE_PORT": str(self.port),
+            "DAPHNE_PORT": str(port),
         }
 
     def start(self, log_dir: Path, clients: int) -> None:
@@ -175,8 +188,15 @@ def fresh_database() -> None:
 
 
 def all_targets() -> list[Target]:
+    cores = os.cpu_count() or 1
     return [
-        Project("project", "chatroom", "chatroom (Daphne, PostgreSQL, pub/sub layer)"),
+        Project("project", "chatroom", "chatroom, 1 Daphne process"),
+        Project(
+            "project-scaled",
+            "chatroom",
+            f"chatroom, {cores} Daphne processes",
+            count=cores,
+        ),
         Tutorial("tutorial-redis", "tutorial", "tutorial consumer, RedisChannelLayer"),
         Tutorial(
             "tutorial-pubsub",

@@ -31,7 +31,13 @@ def test_smoke_run_measures_every_target_and_writes_the_report(tmp_path):
     [saved] = (tmp_path / "results").glob("*-smoke.json")
     results = json.loads(saved.read_text())
     rows = results["rows"]
-    for target in ("project", "tutorial-redis", "tutorial-pubsub", "raw"):
+    for target in (
+        "project",
+        "project-scaled",
+        "tutorial-redis",
+        "tutorial-pubsub",
+        "raw",
+    ):
         steps = [r for r in rows if r.get("target") == target and "sent" in r]
         assert steps, target
         for step in steps:
