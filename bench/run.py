@@ -31,6 +31,9 @@ from .targets import BASE_DIR, REDIS_URL, Target, all_targets, fresh_database
 RESULTS = BASE_DIR / "bench" / "results"
 P99_LIMIT_MS = 100
 LOAD_PROCESSES = default_processes()
+# What each step prints while the run goes on (the report has every figure).
+SHOWN = ("target", "scenario", "offered_rate", "offered_deliveries", "failed",
+         "lost", "p50_ms", "p99_ms", "cpu_percent", "sustained")  # fmt: skip
 
 
 @dataclass
@@ -101,7 +104,7 @@ def step_up(target, scenario, plan, rooms, clients, rates, per_rate) -> list[dic
         }  # fmt: skip
         row["sustained"] = sustained(row)
         rows.append(row)
-        print(json.dumps({k: row[k] for k in list(row)[:12]}), flush=True)
+        print(json.dumps({k: row[k] for k in SHOWN}), flush=True)
         return row["sustained"]
 
     passed, failed = 0, None

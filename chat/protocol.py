@@ -65,14 +65,29 @@ def parse_resume_after(value: Any) -> int:
 
 def message_frame(message: Message) -> dict[str, Any]:
     """A stored message as clients see it (live broadcasts add "prev_id")."""
+    return message_row_frame(
+        (
+            message.id,
+            message.author.get_username(),
+            message.body,
+            message.created_at,
+            message.client_id,
+        ),
+        room=message.room.slug,
+    )
+
+
+def message_row_frame(row: tuple, *, room: str) -> dict[str, Any]:
+    """message_frame of a row of selectors.message_rows, in the room of that slug."""
+    message_id, author, body, created_at, client_id = row
     return {
         "type": "message",
-        "id": message.id,
-        "room": message.room.slug,
-        "author": message.author.get_username(),
-        "body": message.body,
-        "created_at": message.created_at.isoformat(),
-        "client_id": message.client_id,
+        "id": message_id,
+        "room": room,
+        "author": author,
+        "body": body,
+        "created_at": created_at.isoformat(),
+        "client_id": client_id,
     }
 
 

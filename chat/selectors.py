@@ -5,7 +5,8 @@ only through these functions.
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet, Subquery
 
 from .models import Message, Room
 
@@ -16,12 +17,24 @@ class MessagePage:
     has_more: bool
 
 
+@dataclass(frozen=True)
+class MessageRowPage:
+    """A page of message_rows: plain values, no model instances."""
+
+    rows: list[tuple]  # (id, author's username, body, created_at, client_id)
+    has_more: bool
+
+
 def room_list() -> QuerySet[Room]:
     return Room.objects.order_by("title", "slug")
 
 
 def room_get(*, slug: str) -> Room | None:
     return Room.objects.filter(slug=slug).first()
+
+
+def room_exists(*, slug: str) -> bool:
+    return Room.objects.filter(slug=slug).exists()
 
 
 def message_list(
@@ -37,14 +50,55 @@ def message_list(
     than that id. Neither: the newest messages. has_more says whether more
     exist beyond the page in the direction walked.
     """
+    # room.messages keeps `room` cached on each message: no query per message.
+    messages, has_more = _page(
+        room.messages.select_related("author"), after=after, before=before, limit=limit
+    )
+    return MessagePage(messages=messages, has_more=has_more)
+
+
+def message_rows(
+    *,
+    slug: str,
+    after: int | None = None,
+    before: int | None = None,
+    limit: int,
+) -> MessageRowPage | None:
+    """message_list for the room with this slug, as rows of values; None if
+    there is no such room.
+
+    The page and its authors' usernames cost one query, the room's lookup
+    included, and nothing becomes a model instance: this is the history API's
+    read, which every poll makes. Only an empty page costs a second query, to
+    tell an empty room from a missing one.
+    """
+    # room_id = (SELECT id ...): the database looks the room up once, then
+    # walks the (room, id) index in order, as for message_list.
+    room_id = Subquery(Room.objects.filter(slug=slug).values("id"))
+    messages = Message.objects.filter(room_id=room_id).values_list(
+        "id",
+        f"author__{get_user_model().USERNAME_FIELD}",
+        "body",
+        "created_at",
+        "client_id",
+    )
+    rows, has_more = _page(messages, after=after, before=before, limit=limit)
+    if not rows and not room_exists(slug=slug):
+        return None
+    return MessageRowPage(rows=rows, has_more=has_more)
+
+
+def _page(
+    messages: QuerySet, *, after: int | None, before: int | None, limit: int
+) -> tuple[list, bool]:
+    """One page of `messages` in increasing id order, and whether more exist
+    beyond it in the direction walked (see message_list)."""
     if after is not None and before is not None:
         raise ValueError("pass after or before, not both")
-    # room.messages keeps `room` cached on each message: no query per message.
-    messages = room.messages.select_related("author")
     if after is not None:
         rows = list(messages.filter(id__gt=after).order_by("id")[: limit + 1])
-        return MessagePage(messages=rows[:limit], has_more=len(rows) > limit)
+        return rows[:limit], len(rows) > limit
     if before is not None:
         messages = messages.filter(id__lt=before)
     rows = list(messages.order_by("-id")[: limit + 1])
-    return MessagePage(messages=rows[:limit][::-1], has_more=len(rows) > limit)
+    return rows[:limit][::-1], len(rows) > limit

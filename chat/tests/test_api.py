@@ -1,11 +1,13 @@
 import json
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
+from django.http import JsonResponse
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from chat import services
+from chat import protocol, selectors, services
 from chat.models import Message
 
 pytestmark = pytest.mark.django_db
@@ -112,9 +114,70 @@ def test_history_needs_login(client, url):
 def test_history_query_count_does_not_grow_with_the_page(
     auth_client, url, ids, django_assert_max_num_queries
 ):
-    # session + user + room + one page, whatever the page size
-    with django_assert_max_num_queries(4):
+    # session + user + one page (the room's lookup included), whatever its size
+    with django_assert_max_num_queries(3):
         assert len(auth_client.get(url, {"limit": 5}).json()["messages"]) == 5
+
+
+def test_a_page_of_50_messages_by_50_authors_costs_a_fixed_few_queries(
+    auth_client, url, room, make_user, no_broadcast, settings
+):
+    for n in range(51):
+        services.message_create(
+            room=room, author=make_user(f"author{n}"), body="hi", client_id="c"
+        )
+    # The session comes from the cache when REDIS_URL selects cached_db.
+    session = 0 if settings.SESSION_ENGINE.endswith("cached_db") else 1
+    for params in ({}, {"limit": 1}, {"before": Message.objects.last().id}):
+        with CaptureQueriesContext(connection) as queries:
+            data = auth_client.get(url, params).json()
+        assert len(data["messages"]) == params.get("limit", 50)
+        assert len({m["author"] for m in data["messages"]}) == len(data["messages"])
+        sql = [query["sql"] for query in queries]
+        # the session, the user, and one query for the room and its page
+        assert len(sql) == session + 2, sql
+        assert sum('FROM "chat_message"' in query for query in sql) == 1, sql
+
+
+def test_history_frames_are_the_message_frames(auth_client, url, room, ids):
+    """The history API's JSON is exactly what message_frame makes of the models."""
+    cases = [({}, {}), ({"after": ids[1]}, {"after": ids[1]})]
+    cases.append(({"before": ids[3], "limit": 2}, {"before": ids[3]}))
+    for params, cursor in cases:
+        page = selectors.message_list(
+            room=room, limit=params.get("limit", 50), **cursor
+        )
+        response = auth_client.get(url, params)
+        expected = JsonResponse(
+            {
+                "messages": [protocol.message_frame(m) for m in page.messages],
+                "has_more": page.has_more,
+            }
+        )
+        assert response.content == expected.content
+
+
+def test_history_of_an_empty_room(auth_client, url, django_assert_max_num_queries):
+    with django_assert_max_num_queries(4):  # the page, then the room's existence
+        response = auth_client.get(url)
+    assert response.status_code == 200
+    assert response.json() == {"messages": [], "has_more": False}
+
+
+def test_unknown_room_is_404_before_bad_parameters(auth_client):
+    url = reverse("chat:room_messages", kwargs={"slug": "nope"})
+    for params in ({"after": "x"}, {"limit": "0"}, {"after": "1", "before": "2"}):
+        response = auth_client.get(url, params)
+        assert response.status_code == 404
+        assert error_code(response) == "room_not_found"
+    assert auth_client.delete(url).status_code == 404
+
+
+def test_history_of_a_deleted_room_is_404(auth_client, url, room, ids):
+    room.delete()
+    response = auth_client.get(url)
+    assert response.status_code == 404
+    assert error_code(response) == "room_not_found"
 
 
 # --- Posting ----------------------------------------------------------------

@@ -59,3 +59,42 @@ def test_a_page_costs_one_query(room, ids, django_assert_num_queries):
 def test_room_get(room):
     assert selectors.room_get(slug="general") == room
     assert selectors.room_get(slug="missing") is None
+
+
+def row_ids(page):
+    return [row[0] for row in page.rows]
+
+
+@pytest.mark.parametrize(
+    "cursor", [{}, {"after": 1}, {"after": 4}, {"before": 4}, {"before": 1}]
+)
+def test_message_rows_are_the_pages_of_message_list(room, ids, cursor):
+    # cursors are offsets into ids, whatever ids the database handed out
+    cursor = {name: ids[offset] for name, offset in cursor.items()}
+    for limit in (1, 3, 50):
+        page = selectors.message_list(room=room, limit=limit, **cursor)
+        rows = selectors.message_rows(slug="general", limit=limit, **cursor)
+        assert row_ids(rows) == page_ids(page)
+        assert rows.has_more == page.has_more
+        assert rows.rows == [
+            (m.id, m.author.get_username(), m.body, m.created_at, m.client_id)
+            for m in page.messages
+        ]
+
+
+def test_message_rows_of_a_missing_or_empty_room(room, user, ids):
+    assert selectors.message_rows(slug="missing", limit=50) is None
+    services.room_create(slug="other", title="Other", created_by=user)
+    empty = selectors.message_rows(slug="other", limit=50)
+    assert empty.rows == [] and not empty.has_more
+    assert selectors.message_rows(slug="general", after=ids[-1], limit=50).rows == []
+
+
+def test_message_rows_cost_one_query(room, ids, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        selectors.message_rows(slug="general", limit=50)
+
+
+def test_room_exists(room):
+    assert selectors.room_exists(slug="general")
+    assert not selectors.room_exists(slug="missing")
