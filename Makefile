@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run runserver test stack-test bench certs system-packages lint format install install-dev clean
+.PHONY: run runserver test stack-test bench bench-profile certs system-packages lint format install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ system-packages:
 ## for the longer sweep. Needs the machine's PostgreSQL and Redis (bench/targets.py).
 bench: install-dev system-packages
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## Where one Daphne process spends its time under a fan-out load (py-spy).
+bench-profile: install-dev
+	$(BIN)/python -m bench.profile --output docs/benchmarks/profile-fanout.txt
 
 ## The production compose stack on a real Docker engine (installed and started
 ## if missing; stand-in images when no registry answers). See docs/deploy.md.

@@ -41,6 +41,12 @@ class ProcessMeter:
             with contextlib.suppress(psutil.NoSuchProcess):
                 times = process.cpu_times()
                 total += times.user + times.system
+        # Children that exited (gunicorn recycles its workers) took their CPU
+        # time to their parent's account once it reaped them.
+        for root in self.roots:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = root.cpu_times()
+                total += times.children_user + times.children_system
         return total
 
     def rss(self) -> int:
