@@ -37,15 +37,16 @@ runserver: install
 test: install-dev system-packages lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## Debian packages the tests and benchmarks drive: chromium (the browser tests,
-## chat/tests/browser/; Playwright never downloads a browser) and wrk (bench/).
-## Installed when missing and we may (root or passwordless sudo); without them
-## those tests fail with a message saying how to install them.
-SYSTEM_PACKAGES := chromium wrk
+## Debian packages the tests and benchmarks drive, as command:package: chromium
+## (the browser tests, chat/tests/browser/; Playwright never downloads a
+## browser), wrk and redis-benchmark (bench/). Installed when missing and we may
+## (root or passwordless sudo); without them those tests fail with a message
+## saying how to install them.
+SYSTEM_PACKAGES := chromium:chromium wrk:wrk redis-benchmark:redis-tools
 
 system-packages:
-	@missing=""; for package in $(SYSTEM_PACKAGES); do \
-		command -v $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
 	[ -n "$$CHROMIUM_PATH" ] && missing=$$(echo "$$missing" | sed 's/ chromium//'); \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then sudo=""; \
@@ -63,9 +64,12 @@ system-packages:
 bench: install-dev system-packages
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-## Where one Daphne process spends its time under a fan-out load (py-spy).
+## Where one Daphne process spends its time (py-spy): one room of 200 clients,
+## and 100 rooms of 10, each near the rate it sustains.
 bench-profile: install-dev
-	$(BIN)/python -m bench.profile --output docs/benchmarks/profile-fanout.txt
+	$(BIN)/python -m bench.profile --rate 40 --output docs/benchmarks/profile-fanout.txt
+	$(BIN)/python -m bench.profile --rooms 100 --clients 10 --rate 200 \
+		--output docs/benchmarks/profile-rooms.txt
 
 ## The production compose stack on a real Docker engine (installed and started
 ## if missing; stand-in images when no registry answers). See docs/deploy.md.

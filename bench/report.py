@@ -5,6 +5,8 @@ table, the ratios the targets are stated in, the machine and the versions.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import subprocess
@@ -25,6 +27,10 @@ LABELS = {
     "tutorial-pubsub": "tutorial consumer, RedisPubSubChannelLayer",
     "raw": "raw websockets broadcast (ceiling)",
 }
+
+
+# Written after the tables: what the figures come from and what moves them.
+NOTES = ("LEVERS.md", "METHOD.md")
 
 
 def machine() -> dict:
@@ -253,6 +259,10 @@ def write(results: dict, output: Path) -> Path:
             ],
         ),
         (
+            "redis",
+            ["command", "clients", "pipeline", "requests_per_s", "p99_ms"],
+        ),
+        (
             "http",
             [
                 "server",
@@ -273,7 +283,20 @@ def write(results: dict, output: Path) -> Path:
                 table(columns, [[r.get(c) for c in columns] for r in chosen]),
                 "",
             ]
-    md += [(Path(__file__).parent / "METHOD.md").read_text()]
+    md += [(Path(__file__).parent / name).read_text() for name in NOTES]
     path = output / "benchmarks.md"
     path.write_text("\n".join(md))
     return path
+
+
+def main() -> None:
+    """Rewrite docs/benchmarks.md from a saved run: python -m bench.report FILE."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results", type=Path, help="a bench/results/*.json file")
+    parser.add_argument("--output", type=Path, default=Path("docs"))
+    args = parser.parse_args()
+    print(write(json.loads(args.results.read_text()), args.output))
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import http, report
+from . import http, redis_limit, report
 from .loadgen import Load, default_processes, run
 from .measure import ProcessMeter, RedisMeter
 from .targets import BASE_DIR, REDIS_URL, Target, all_targets, fresh_database
@@ -50,11 +50,13 @@ class Plan:
     hold_seconds: float  # how long idle sockets are held
     drain: float = 3.0  # seconds to wait for late deliveries after a step
     refine: int = 2  # bisections between the last sustained and the first failed step
+    redis_requests: int = 200_000  # per redis-benchmark command
 
 
 PLANS = {
     "smoke": Plan(
-        "smoke", [20], [200], (4, 5), [20], 1, [100], (50, 2), 1, 1, 2, refine=0
+        "smoke", [20], [200], (4, 5), [20], 1, [100], (50, 2), 1, 1, 2, refine=0,
+        redis_requests=2000,
     ),
     "quick": Plan(
         "quick", [50, 200], [500, 1000, 2000, 4000, 8000, 16000, 32000], (100, 10),
@@ -230,6 +232,7 @@ def main() -> None:
         rows += idle_scenario(targets[name], plan, log_dir)
     rows += churn_scenario(targets["project"], plan, log_dir)
     rows += http.scenarios(plan.http_seconds, log_dir)
+    rows += redis_limit.scenarios(REDIS_URL, plan.redis_requests)
 
     results = {"plan": plan.name, "machine": report.machine(), "rows": rows}
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -20,6 +20,8 @@ pytestmark = pytest.mark.services
 def test_smoke_run_measures_every_target_and_writes_the_report(tmp_path):
     if not shutil.which("wrk"):
         pytest.fail("wrk is missing: `sudo apt-get install wrk` (`make test` does it)")
+    if not shutil.which("redis-benchmark"):
+        pytest.fail("redis-benchmark is missing: `sudo apt-get install redis-tools`")
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--output", str(tmp_path),
@@ -58,6 +60,10 @@ def test_smoke_run_measures_every_target_and_writes_the_report(tmp_path):
         "CGI",
     }
     assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in http), http
+
+    redis = [r for r in rows if r["scenario"] == "redis"]
+    assert {r["command"] for r in redis} == {"PING", "PUBLISH (one per broadcast)"}
+    assert all(r["requests_per_s"] > 0 for r in redis), redis
 
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## Targets" in report and "## Method" in report
