@@ -294,17 +294,21 @@ def _process_main(load: Load, share, gate, rate, queue) -> None:
         queue.put(({"errors": [f"process failed: {error!r}"]}, {}, {}))
 
 
+# Result's arrays of samples travel between processes as bytes.
+SAMPLE_ARRAYS = ("latencies_ms", "handshakes_ms")
+
+
 def asdict_result(result: Result) -> dict:
     data = asdict(result)
-    data["latencies_ms"] = result.latencies_ms.tobytes()
-    data["handshakes_ms"] = result.handshakes_ms.tobytes()
+    for name in SAMPLE_ARRAYS:
+        data[name] = getattr(result, name).tobytes()
     return data
 
 
 def result_from(data: dict) -> Result:
     result = Result()
     for key, value in data.items():
-        if key in ("latencies_ms", "handshakes_ms"):
+        if key in SAMPLE_ARRAYS:
             getattr(result, key).frombytes(value)
         else:
             setattr(result, key, value)
