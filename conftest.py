@@ -1,5 +1,6 @@
 """Fixtures shared by every test: users, rooms, logged-in clients and sockets."""
 
+import json
 import os
 from collections.abc import AsyncIterator, Callable
 
@@ -94,15 +95,20 @@ async def open_socket(session_cookie) -> AsyncIterator[Callable]:
     communicators = []
 
     async def connect(
-        user=None, *, slug: str = "general", origin: str | None = "http://localhost"
+        user=None,
+        *,
+        slug: str = "general",
+        origin: str | None = "http://localhost",
+        cookie: str | None = None,
     ):
+        """A socket of `user`'s session (one per user), or of `cookie`."""
         headers = [(b"host", b"localhost")]
         if origin is not None:
             headers.append((b"origin", origin.encode()))
-        if user is not None:
-            headers.append(
-                (b"cookie", (await _async_cookie(session_cookie, user)).encode())
-            )
+        if user is not None and cookie is None:
+            cookie = await _async_cookie(session_cookie, user)
+        if cookie is not None:
+            headers.append((b"cookie", cookie.encode()))
         communicator = WebsocketCommunicator(
             application, f"/ws/chat/{slug}/", headers=headers
         )
@@ -125,5 +131,46 @@ async def _async_cookie(session_cookie, user) -> str:
 
 
 @pytest.fixture(autouse=True)
+def fresh_rate_limits(settings):
+    """Every test starts with no message counted against the rate limit."""
+    from chat.ratelimit import rate_limit_reset
+
+    rate_limit_reset()
+    yield
+    rate_limit_reset()
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- Figures -----------------------------------------------------------------
+
+# Measurements the reliability tests report (docs/reliability.md): printed in a
+# "figures" section at the end of the run, and written as JSON lines to
+# $CHATROOM_FIGURES_FILE when it is set.
+_FIGURES: list[dict] = []
+
+
+@pytest.fixture
+def figure(request) -> Callable:
+    """figure("handshakes refused", "20 of 20") records one measured figure."""
+
+    def record(name: str, value: object) -> None:
+        _FIGURES.append({"test": request.node.nodeid, "name": name, "value": value})
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FIGURES:
+        return
+    terminalreporter.section("figures")
+    for item in _FIGURES:
+        terminalreporter.write_line(f"{item['test']}: {item['name']}: {item['value']}")
+    path = os.environ.get("CHATROOM_FIGURES_FILE")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            for item in _FIGURES:
+                out.write(json.dumps(item, default=str) + "\n")

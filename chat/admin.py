@@ -5,11 +5,15 @@ from .models import Message, Room
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ["title", "slug", "created_by", "created_at"]
+    list_display = ["title", "slug", "is_private", "created_by", "created_at"]
+    list_filter = ["is_private"]
     search_fields = ["title", "slug"]
     prepopulated_fields = {"slug": ["title"]}
     readonly_fields = ["last_message_id"]
-    raw_id_fields = ["created_by"]
+    # Removing a member here does not close their open sockets (the room page
+    # does, through chat.services.room_member_remove); they are refused on their
+    # next connect.
+    raw_id_fields = ["created_by", "members"]
 
 
 @admin.register(Message)

@@ -27,7 +27,7 @@ def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
         if request.method == "GET":
             # Looks the room up itself, in the same query as the page.
             return _history(request, slug)
-        room = selectors.room_get(slug=slug)
+        room = selectors.room_get(slug=slug, user=request.user)
         if room is None:
             raise _room_not_found()
         if request.method == "POST":
@@ -37,6 +37,8 @@ def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
         response = JsonResponse({"error": error.as_dict()}, status=error.http_status)
         if error.http_status == 405:
             response["Allow"] = "GET, POST"
+        if error.retry_after is not None:
+            response["Retry-After"] = str(error.retry_after)
         return response
     except DatabaseError:
         error = ChatError(
@@ -60,10 +62,12 @@ def _history(request: HttpRequest, slug: str) -> JsonResponse:
         limit = _limit_param(request.GET)
     except ChatError:
         # A missing room is a 404 whatever the parameters, as for any method.
-        if not selectors.room_exists(slug=slug):
+        if not selectors.room_exists(slug=slug, user=request.user):
             raise _room_not_found() from None
         raise
-    page = selectors.message_rows(slug=slug, after=after, before=before, limit=limit)
+    page = selectors.message_rows(
+        slug=slug, user=request.user, after=after, before=before, limit=limit
+    )
     if page is None:
         raise _room_not_found()
     # The room matched `slug` exactly, so `slug` is its slug.

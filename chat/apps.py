@@ -6,4 +6,5 @@ class ChatConfig(AppConfig):
     name = "chat"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the deployment checks
+        # Registers the system checks and connects the account receivers.
+        from . import checks, signals  # noqa: F401

@@ -1,10 +1,30 @@
 """
-Deployment checks of our own, run by `manage.py check --deploy` beside Django's:
-the settings that only matter once gunicorn and Daphne run side by side.
+System checks of our own: the chat's settings (every `manage.py check`), and the
+deployment checks run by `check --deploy` beside Django's, for the settings that
+only matter once gunicorn and Daphne run side by side.
 """
 
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register
+from limits import parse
+
+
+@register()
+def check_chat_settings(app_configs, **kwargs) -> list[Error]:
+    limit = settings.CHAT_MESSAGE_RATE_LIMIT
+    if not limit:
+        return []
+    try:
+        parse(limit)
+    except ValueError:
+        return [
+            Error(
+                f"CHAT_MESSAGE_RATE_LIMIT {limit!r} is not a rate limit.",
+                hint='Write it like "20 per 10 seconds", or leave it empty for none.',
+                id="chat.E001",
+            )
+        ]
+    return []
 
 
 @register(Tags.security, deploy=True)

@@ -28,7 +28,9 @@ UNAVAILABLE = ChatError(
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    room = None
+    room = None  # set once the socket is in its room; None while refused
+    subscription = None  # (slug, user id) of the groups joined, for disconnect()
+    present = False  # announced in the room's presence
 
     async def connect(self) -> None:
         # Accept first: an error frame and a close code can only be sent on an
@@ -45,17 +47,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
-            room = await database_sync_to_async(selectors.room_get)(slug=slug)
-            if room is not None:
-                await events.room_join(slug=room.slug, channel_name=self.channel_name)
-        except Exception as exc:  # database or channel layer down
+            room = await database_sync_to_async(selectors.room_get)(
+                slug=slug, user=user
+            )
+        except DatabaseError as exc:
             logger.warning("socket for room %r refused: %r", slug, exc)
             await self._refuse_unavailable()
             return
-        if room is None:
+        if room is None:  # or private, and the user is not a member
             await self._refuse(
                 CloseCode.ROOM_NOT_FOUND, "room_not_found", "There is no such room."
             )
+            return
+        # Set before joining, so that disconnect() undoes a half-made join.
+        self.subscription = (room.slug, user.pk)
+        try:
+            await events.socket_join(
+                slug=room.slug, user_id=user.pk, channel_name=self.channel_name
+            )
+        except Exception as exc:  # the channel layer is down
+            logger.warning("socket for room %r refused: %r", slug, exc)
+            await self._refuse_unavailable()
             return
 
         self.room = room
@@ -73,15 +85,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await presence_join(
             slug=room.slug, channel_name=self.channel_name, username=self.username
         )
+        self.present = True
 
     async def disconnect(self, code: int) -> None:
-        if self.room is None:
+        if self.subscription is None:
             return
+        slug, user_id = self.subscription
         try:
-            await events.room_leave(slug=self.room.slug, channel_name=self.channel_name)
+            await events.socket_leave(
+                slug=slug, user_id=user_id, channel_name=self.channel_name
+            )
         except Exception as exc:  # the channel layer is down; nothing to undo
-            logger.warning("leaving room %s failed: %r", self.room.slug, exc)
-        await presence_leave(slug=self.room.slug, channel_name=self.channel_name)
+            logger.warning("leaving room %s failed: %r", slug, exc)
+        if self.present:
+            await presence_leave(slug=slug, channel_name=self.channel_name)
 
     async def dispatch(self, message) -> None:
         # Channels runs close_old_connections() in its sync thread before every
@@ -186,6 +203,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=event["text"])
 
     chat_presence = chat_typing = chat_message
+
+    async def chat_close(self, event) -> None:
+        """The user logged out, was deactivated, or left a private room."""
+        session_key = event.get("session_key")
+        if session_key and session_key != self.scope["session"].session_key:
+            return
+        if event.get("room") not in (None, self.room.slug):
+            return
+        self.room = None  # nothing the client sends from now on is served
+        code = event["code"]
+        close_code = (
+            CloseCode.ROOM_NOT_FOUND
+            if code == "room_not_found"
+            else CloseCode.NOT_AUTHENTICATED
+        )
+        await self._refuse(close_code, code, event["detail"])
 
     # --- Helpers -------------------------------------------------------------
 

@@ -25,10 +25,16 @@ logger = logging.getLogger(__name__)
 MESSAGE_EVENT = "chat.message"
 PRESENCE_EVENT = "chat.presence"
 TYPING_EVENT = "chat.typing"
+# Tells a user's sockets to close (chat.consumers.ChatConsumer.chat_close).
+CLOSE_EVENT = "chat.close"
 
 
 def room_group(slug: str) -> str:
     return f"chat.room.{slug}"
+
+
+def user_group(user_id: int) -> str:
+    return f"chat.user.{user_id}"
 
 
 # --- From sync code (services) ----------------------------------------------
@@ -49,15 +55,59 @@ def message_created(*, message: Message, prev_id: int | None) -> None:
         )
 
 
+def session_ended(*, user_id: int, session_key: str | None) -> None:
+    """Close the sockets opened with this session (the user logged out)."""
+    _sockets_close(
+        user_id,
+        {"session_key": session_key, "code": "not_authenticated"},
+        detail="You have logged out.",
+    )
+
+
+def user_deactivated(*, user_id: int) -> None:
+    """Close every socket of a user whose account was deactivated."""
+    _sockets_close(
+        user_id, {"code": "not_authenticated"}, detail="Your account is disabled."
+    )
+
+
+def member_removed(*, slug: str, user_id: int) -> None:
+    """Close a user's sockets in a private room they are no longer a member of."""
+    _sockets_close(
+        user_id,
+        {"room": slug, "code": "room_not_found"},
+        detail="You are no longer a member of this room.",
+    )
+
+
+def _sockets_close(user_id: int, match: dict[str, Any], *, detail: str) -> None:
+    event = {"type": CLOSE_EVENT, "detail": detail, **match}
+    try:
+        async_to_sync(get_channel_layer().group_send)(user_group(user_id), event)
+    except Exception as exc:
+        # Nothing to retry with: the sockets stay open until they next
+        # reconnect, when authentication and membership are checked again.
+        logger.warning("closing the sockets of user %s failed: %r", user_id, exc)
+
+
 # --- From async code (the consumer) -----------------------------------------
 
 
-async def room_join(*, slug: str, channel_name: str) -> None:
-    await get_channel_layer().group_add(room_group(slug), channel_name)
+async def socket_join(*, slug: str, user_id: int, channel_name: str) -> None:
+    """Subscribe a socket to its room and to its user's control events."""
+    layer = get_channel_layer()
+    await asyncio.gather(
+        layer.group_add(room_group(slug), channel_name),
+        layer.group_add(user_group(user_id), channel_name),
+    )
 
 
-async def room_leave(*, slug: str, channel_name: str) -> None:
-    await get_channel_layer().group_discard(room_group(slug), channel_name)
+async def socket_leave(*, slug: str, user_id: int, channel_name: str) -> None:
+    layer = get_channel_layer()
+    await asyncio.gather(
+        layer.group_discard(room_group(slug), channel_name),
+        layer.group_discard(user_group(user_id), channel_name),
+    )
 
 
 async def presence_changed(*, slug: str, users: list[str]) -> None:

@@ -14,6 +14,14 @@ class Room(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # A private room is seen, read, joined and posted to by its members only;
+    # to everyone else it does not exist (404, close 4404).
+    is_private = models.BooleanField(
+        "private", default=False, help_text="Only members can see and join it."
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="chat_rooms"
+    )
     # The newest message's id. Writers lock the room row to read and bump it, so
     # a room's messages commit in id order and each broadcast can name the
     # message before it (see docs/protocol.md, prev_id).

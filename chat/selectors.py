@@ -6,7 +6,9 @@ only through these functions.
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet, Subquery
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
 from .models import Message, Room
 
@@ -25,16 +27,39 @@ class MessageRowPage:
     has_more: bool
 
 
-def room_list() -> QuerySet[Room]:
-    return Room.objects.order_by("title", "slug")
+User = AbstractBaseUser | AnonymousUser
 
 
-def room_get(*, slug: str) -> Room | None:
-    return Room.objects.filter(slug=slug).first()
+def room_list(*, user: User) -> QuerySet[Room]:
+    """The rooms `user` may see: every public room and the private rooms they are
+    a member of."""
+    return rooms_visible_to(user=user).order_by("title", "slug")
 
 
-def room_exists(*, slug: str) -> bool:
-    return Room.objects.filter(slug=slug).exists()
+def room_get(*, slug: str, user: User) -> Room | None:
+    """The room with this slug if `user` may see it. A private room is None to a
+    non-member, exactly like a missing one: its name gives nothing away."""
+    return rooms_visible_to(user=user).filter(slug=slug).first()
+
+
+def room_exists(*, slug: str, user: User) -> bool:
+    return rooms_visible_to(user=user).filter(slug=slug).exists()
+
+
+def room_member_usernames(*, room: Room) -> list[str]:
+    field = get_user_model().USERNAME_FIELD
+    return list(room.members.order_by(field).values_list(field, flat=True))
+
+
+def rooms_visible_to(*, user: User) -> QuerySet[Room]:
+    public = Q(is_private=False)
+    if not user.is_authenticated:
+        return Room.objects.filter(public)
+    # EXISTS rather than a join: one row per room whatever its member count.
+    membership = Room.members.through.objects.filter(
+        room_id=OuterRef("pk"), user_id=user.pk
+    )
+    return Room.objects.filter(public | Exists(membership))
 
 
 def message_list(
@@ -60,12 +85,13 @@ def message_list(
 def message_rows(
     *,
     slug: str,
+    user: User,
     after: int | None = None,
     before: int | None = None,
     limit: int,
 ) -> MessageRowPage | None:
     """message_list for the room with this slug, as rows of values; None if
-    there is no such room.
+    there is no such room that `user` may see.
 
     The page and its authors' usernames cost one query, the room's lookup
     included, and nothing becomes a model instance: this is the history API's
@@ -74,7 +100,7 @@ def message_rows(
     """
     # room_id = (SELECT id ...): the database looks the room up once, then
     # walks the (room, id) index in order, as for message_list.
-    room_id = Subquery(Room.objects.filter(slug=slug).values("id"))
+    room_id = Subquery(rooms_visible_to(user=user).filter(slug=slug).values("id"))
     messages = Message.objects.filter(room_id=room_id).values_list(
         "id",
         f"author__{get_user_model().USERNAME_FIELD}",
@@ -83,7 +109,7 @@ def message_rows(
         "client_id",
     )
     rows, has_more = _page(messages, after=after, before=before, limit=limit)
-    if not rows and not room_exists(slug=slug):
+    if not rows and not room_exists(slug=slug, user=user):
         return None
     return MessageRowPage(rows=rows, has_more=has_more)
 

@@ -7,22 +7,75 @@ import uuid
 from functools import partial
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from . import events
 from .errors import ChatError
 from .models import Message, Room
+from .ratelimit import message_rate_check
 
 CLIENT_ID_MAX_LENGTH = Message._meta.get_field("client_id").max_length
 
 
-def room_create(*, slug: str, title: str, created_by: AbstractBaseUser) -> Room:
-    """Create a room; raises django's ValidationError for a bad or taken slug."""
-    room = Room(slug=slug, title=title, created_by=created_by)
+def room_create(
+    *, slug: str, title: str, created_by: AbstractBaseUser, is_private: bool = False
+) -> Room:
+    """Create a room; raises django's ValidationError for a bad or taken slug.
+    The creator of a private room is its first member."""
+    room = Room(slug=slug, title=title, created_by=created_by, is_private=is_private)
     room.full_clean()
-    room.save()
+    with transaction.atomic():
+        room.save()
+        if is_private:
+            room.members.add(created_by)
     return room
+
+
+def room_member_add(
+    *, room: Room, username: str, added_by: AbstractBaseUser
+) -> AbstractBaseUser:
+    """Let the user called `username` into a private room; only its creator may."""
+    _check_room_owner(room=room, user=added_by)
+    user = (
+        get_user_model()
+        ._default_manager.filter(
+            **{get_user_model().USERNAME_FIELD: username}, is_active=True
+        )
+        .first()
+    )
+    if user is None:
+        raise ChatError("user_not_found", f"There is no user called {username!r}.")
+    room.members.add(user)
+    return user
+
+
+def room_member_remove(
+    *, room: Room, user: AbstractBaseUser, removed_by: AbstractBaseUser
+) -> None:
+    """Take `user` out of a private room: its creator may remove anyone else, and
+    members may leave. Their open sockets in the room are closed after commit."""
+    if user.pk != removed_by.pk:
+        _check_room_owner(room=room, user=removed_by)
+    elif user.pk == room.created_by_id:
+        raise ChatError("owner_cannot_leave", "The room's creator cannot leave it.")
+    with transaction.atomic():
+        room.members.remove(user)
+        transaction.on_commit(
+            partial(events.member_removed, slug=room.slug, user_id=user.pk)
+        )
+
+
+def _check_room_owner(*, room: Room, user: AbstractBaseUser) -> None:
+    if not room.is_private:
+        raise ChatError("room_not_private", "Public rooms have no member list.")
+    if user.pk != room.created_by_id:
+        raise ChatError(
+            "not_room_owner",
+            "Only the room's creator can change its members.",
+            http_status=403,
+        )
 
 
 def message_create(
@@ -36,6 +89,7 @@ def message_create(
     """
     body = _clean_body(body)
     client_id = _clean_client_id(client_id)
+    message_rate_check(user=author)
 
     # Insert first: a retry is rare, and the unique (author, client_id)
     # constraint turns it into an IntegrityError, handled below. Looking it up
@@ -45,15 +99,17 @@ def message_create(
             # Lock the room row: a room's messages then commit in id order, and
             # each one knows the message before it.
             try:
-                prev_id = (
+                prev_id, is_private = (
                     Room.objects.select_for_update()
-                    .values_list("last_message_id", flat=True)
+                    .values_list("last_message_id", "is_private")
                     .get(pk=room.pk)
                 )
             except Room.DoesNotExist:
-                raise ChatError(
-                    "room_not_found", "There is no such room.", http_status=404
-                ) from None
+                raise _room_not_found() from None
+            # Checked here, not only when the socket opened: a member may have
+            # been removed since.
+            if is_private and not room.members.filter(pk=author.pk).exists():
+                raise _room_not_found()
             message = Message.objects.create(
                 room=room, author=author, body=body, client_id=client_id
             )
@@ -69,6 +125,10 @@ def message_create(
         return existing, False
     room.last_message_id = message.id
     return message, True
+
+
+def _room_not_found() -> ChatError:
+    return ChatError("room_not_found", "There is no such room.", http_status=404)
 
 
 def new_client_id() -> str:

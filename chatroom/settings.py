@@ -235,6 +235,13 @@ CHAT_HISTORY_MAX_LIMIT = env.int("CHAT_HISTORY_MAX_LIMIT", default=200)
 CHAT_RESUME_MAX_MESSAGES = env.int("CHAT_RESUME_MAX_MESSAGES", default=1000)
 # Seconds a presence entry lives without a refresh from its server process.
 CHAT_PRESENCE_TTL = env.int("CHAT_PRESENCE_TTL", default=60)
+# Most messages one user may send, over all their sockets and HTTP posts, in a
+# moving window ("20 per 10 seconds"; see the `limits` package's notation).
+# Counted in Redis with REDIS_URL, so the limit holds across server processes.
+# Empty: no limit.
+CHAT_MESSAGE_RATE_LIMIT = env.str(
+    "CHAT_MESSAGE_RATE_LIMIT", default="20 per 10 seconds"
+)
 # Fewest seconds between two typing notices forwarded from one socket.
 CHAT_TYPING_INTERVAL = env.float("CHAT_TYPING_INTERVAL", default=2.0)
 # How often the page polls for new messages when it has no WebSocket.

@@ -313,8 +313,8 @@ def test_post_to_a_room_deleted_meanwhile_is_404(auth_client, room, monkeypatch)
     """The room vanishes between the view's lookup and the insert."""
     from chat import selectors
 
-    found = selectors.room_get(slug="general")
-    monkeypatch.setattr(selectors, "room_get", lambda *, slug: found)
+    found = selectors.room_get(slug="general", user=room.created_by)
+    monkeypatch.setattr(selectors, "room_get", lambda *, slug, user: found)
     room.delete()
     response = post_json(
         auth_client, "/api/rooms/general/messages/", {"body": "hi", "client_id": "c"}

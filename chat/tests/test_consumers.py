@@ -393,7 +393,7 @@ async def test_channel_layer_down_at_connect_closes_4503(
     async def refuse(**kwargs):
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr("chat.events.room_join", refuse)
+    monkeypatch.setattr("chat.events.socket_join", refuse)
     socket, connected = await open_socket(user)
     assert connected
     assert await refused(socket) == ("unavailable", CloseCode.UNAVAILABLE)

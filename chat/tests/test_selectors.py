@@ -56,9 +56,9 @@ def test_a_page_costs_one_query(room, ids, django_assert_num_queries):
         [(m.author.username, m.room.slug) for m in page.messages]
 
 
-def test_room_get(room):
-    assert selectors.room_get(slug="general") == room
-    assert selectors.room_get(slug="missing") is None
+def test_room_get(room, user):
+    assert selectors.room_get(slug="general", user=user) == room
+    assert selectors.room_get(slug="missing", user=user) is None
 
 
 def row_ids(page):
@@ -68,12 +68,12 @@ def row_ids(page):
 @pytest.mark.parametrize(
     "cursor", [{}, {"after": 1}, {"after": 4}, {"before": 4}, {"before": 1}]
 )
-def test_message_rows_are_the_pages_of_message_list(room, ids, cursor):
+def test_message_rows_are_the_pages_of_message_list(room, user, ids, cursor):
     # cursors are offsets into ids, whatever ids the database handed out
     cursor = {name: ids[offset] for name, offset in cursor.items()}
     for limit in (1, 3, 50):
         page = selectors.message_list(room=room, limit=limit, **cursor)
-        rows = selectors.message_rows(slug="general", limit=limit, **cursor)
+        rows = selectors.message_rows(slug="general", user=user, limit=limit, **cursor)
         assert row_ids(rows) == page_ids(page)
         assert rows.has_more == page.has_more
         assert rows.rows == [
@@ -83,18 +83,21 @@ def test_message_rows_are_the_pages_of_message_list(room, ids, cursor):
 
 
 def test_message_rows_of_a_missing_or_empty_room(room, user, ids):
-    assert selectors.message_rows(slug="missing", limit=50) is None
+    assert selectors.message_rows(slug="missing", user=user, limit=50) is None
     services.room_create(slug="other", title="Other", created_by=user)
-    empty = selectors.message_rows(slug="other", limit=50)
+    empty = selectors.message_rows(slug="other", user=user, limit=50)
     assert empty.rows == [] and not empty.has_more
-    assert selectors.message_rows(slug="general", after=ids[-1], limit=50).rows == []
+    assert (
+        selectors.message_rows(slug="general", user=user, after=ids[-1], limit=50).rows
+        == []
+    )
 
 
-def test_message_rows_cost_one_query(room, ids, django_assert_num_queries):
+def test_message_rows_cost_one_query(room, user, ids, django_assert_num_queries):
     with django_assert_num_queries(1):
-        selectors.message_rows(slug="general", limit=50)
+        selectors.message_rows(slug="general", user=user, limit=50)
 
 
-def test_room_exists(room):
-    assert selectors.room_exists(slug="general")
-    assert not selectors.room_exists(slug="missing")
+def test_room_exists(room, user):
+    assert selectors.room_exists(slug="general", user=user)
+    assert not selectors.room_exists(slug="missing", user=user)

@@ -8,99 +8,17 @@ chat and see each other in the room.
 
 import contextlib
 import json
-import os
-import urllib.error
-import urllib.parse
 import urllib.request
-import uuid
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from .browser import Browser, sign_up
-from .processes import BASE_DIR, BIN, ServerProcess, free_port
+from .browser import sign_up
+from .live import RUN, open_socket, receive
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-RUN = f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def servers(django_db_setup, django_db_blocker, tmp_path_factory):
-    db = connection.settings_dict
-    database_url = (
-        f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/"
-        f"{db['NAME']}"
-    )
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "DJANGO_SETTINGS_MODULE": "chatroom.settings",
-        "DJANGO_DEBUG": "true",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": settings.REDIS_URL,
-        # Keep this run's channels apart from anything else on the Redis.
-        "REDIS_PREFIX": RUN,
-    }
-    logs = tmp_path_factory.mktemp("server-logs")
-    # The production command lines: deploy/start-web.sh and deploy/start-ws.sh.
-    gunicorn_port = free_port()
-    started = [
-        ServerProcess(
-            "gunicorn",
-            [str(BASE_DIR / "deploy" / "start-web.sh")],
-            gunicorn_port,
-            env
-            | {"GUNICORN_BIND": f"127.0.0.1:{gunicorn_port}", "WEB_CONCURRENCY": "2"},
-            logs,
-        ),
-    ]
-    for name in ("daphne", "daphne2"):
-        port = free_port()
-        started.append(
-            ServerProcess(
-                name,
-                [str(BASE_DIR / "deploy" / "start-ws.sh")],
-                port,
-                env
-                | {
-                    "DAPHNE_BIND": "127.0.0.1",
-                    "DAPHNE_PORT": str(port),
-                    # Names its database connections in pg_stat_activity.
-                    "DATABASE_URL": f"{database_url}?application_name={RUN}-{name}",
-                },
-                logs,
-            )
-        )
-    try:
-        for server in started:
-            server.wait_ready()
-        yield {server.name: server for server in started}
-    finally:
-        for server in started:
-            server.stop()
-
-
-def open_socket(server, browser: Browser, slug: str, **options):
-    session = browser.cookie(settings.SESSION_COOKIE_NAME)
-    return ws_connect(
-        f"ws://127.0.0.1:{server.port}/ws/chat/{slug}/",
-        origin=f"http://127.0.0.1:{server.port}",
-        additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={session}"},
-        open_timeout=10,
-        **options,
-    )
-
-
-def receive(socket, frame_type: str) -> dict:
-    while True:
-        frame = json.loads(socket.recv(timeout=10))
-        if frame["type"] == frame_type:
-            return frame
 
 
 def test_http_post_to_gunicorn_reaches_a_websocket_on_daphne(servers):
@@ -255,13 +173,14 @@ def test_daphne_reuses_a_small_pool_of_database_connections(servers):
         for socket in sockets:
             receive(socket, "hello")
         before = daphne_connections("daphne2")
-        for n in range(60):
+        # Twenty: the most one user may send at once (CHAT_MESSAGE_RATE_LIMIT).
+        for n in range(20):
             frame = {"type": "message", "body": f"m{n}", "client_id": f"p{n}"}
             sockets[n % len(sockets)].send(json.dumps(frame))
-        for n in range(60):
+        for n in range(20):
             assert receive(sockets[0], "message")["body"] == f"m{n}"
         after = daphne_connections("daphne2")
-    # Six sockets and sixty stored messages: the same few pooled connections
+    # Six sockets and twenty stored messages: the same few pooled connections
     # (deploy/start-ws.sh, DB_POOL_MAX_SIZE=4), none opened per call.
     assert before, "the pool keeps a connection open between calls"
     assert len(after) <= 4

@@ -41,6 +41,16 @@ def test_lobby_page_and_static_file(stack, browser):
     assert sum(log_counts(stack, "web", f'"GET {stylesheet} ', total=0).values()) == 0
 
 
+def test_session_and_csrf_cookies_are_secure(stack):
+    session = sign_up(stack, f"cookie-{uuid.uuid4().hex[:6]}")
+    cookies = {cookie.name: cookie for cookie in session.cookies}
+    for name in ("sessionid", "csrftoken"):
+        assert cookies[name].secure, f"{name} is sent over plain HTTP too"
+        assert cookies[name].get_nonstandard_attr("SameSite") == "Lax", name
+    # Scripts never read the session cookie; the page reads the CSRF one.
+    assert cookies["sessionid"].has_nonstandard_attr("HttpOnly")
+
+
 def test_probes_answer_the_servers_not_the_world(stack, browser):
     assert browser.get("/healthz").status == 200
     assert browser.get("/readyz").status == 404

@@ -80,6 +80,9 @@
     if (entry && frame.code === "unavailable") {
       view.showSendError(frame.detail);
       scheduleRetry(entry); // the server asks for a retry with the same client_id
+    } else if (entry && frame.code === "rate_limited") {
+      view.showSendError(frame.detail);
+      scheduleRetry(entry, frame.retry_after);
     } else if (entry) {
       failPending(entry, frame.detail || "The message was not sent.");
     } else if (frame.detail) {
@@ -106,10 +109,13 @@
     view.showSendError(detail);
   }
 
-  function scheduleRetry(entry) {
+  // Retry with the same client_id after a backoff, or after the seconds the
+  // server asked for (rate limits).
+  function scheduleRetry(entry, afterSeconds) {
     clearTimeout(entry.timer);
     entry.via = "waiting";
-    entry.timer = setTimeout(() => transmit(entry), chatroom.backoff(entry.attempts++, 30000));
+    const delay = afterSeconds > 0 ? afterSeconds * 1000 : chatroom.backoff(entry.attempts++, 30000);
+    entry.timer = setTimeout(() => transmit(entry), delay);
   }
 
   // Send over the socket when it is open, otherwise over HTTP. Retries reuse client_id.
@@ -138,6 +144,10 @@
     if (response.ok && data) {
       addMessage(data);
       if (data.prev_id !== undefined) conn.noteLiveMessage(data);
+    } else if (response.status === 429) {
+      const detail = data && data.error && data.error.detail;
+      if (detail) view.showSendError(detail);
+      scheduleRetry(entry, Number(response.headers.get("Retry-After")) || 1);
     } else if (response.status >= 400 && response.status < 500) {
       failPending(entry, (data && data.error && data.error.detail) || `The message was not sent (${response.status}).`);
     } else {
