@@ -21,12 +21,18 @@ from .targets import BASE_DIR, BIN, Project, free_port, stop_process, wait_liste
 
 
 def wrk(
-    url: str, seconds: int, cookie: str | None = None, connections: int = 16
+    url: str,
+    seconds: int,
+    cookie: str | None = None,
+    connections: int = 16,
+    script: Path | None = None,
 ) -> dict:
     command = ["wrk", "--threads", "2", "--connections", str(connections),
                "--duration", f"{seconds}s", "--latency", url]  # fmt: skip
     if cookie:
         command[1:1] = ["--header", f"Cookie: {cookie}"]
+    if script:
+        command[1:1] = ["--script", str(script)]
     output = subprocess.run(
         command, capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
@@ -80,6 +86,24 @@ def start(name: str, command: list[str], extra: dict, env: dict, log: Path):
     return process, port
 
 
+# A CSRF secret of our own (Django accepts the unmasked secret as the token),
+# sent as both the cookie and the header, as the page's script does.
+CSRF_SECRET = "benchbenchbenchbenchbenchbench42"
+
+
+def post_script(log_dir: Path) -> Path:
+    """wrk's Lua script for POSTing messages to the JSON API; the server makes
+    each one a client_id, so every request stores a new message."""
+    script = log_dir / "post-message.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.body = \'{"body": "benchmark message"}\'\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["X-CSRFToken"] = "{CSRF_SECRET}"\n'
+    )
+    return script
+
+
 def cgi_site() -> Path:
     """A cgi-bin/ whose one script serves the project's WSGI app as CGI."""
     root = Path(tempfile.mkdtemp(prefix="chatroom-cgi-"))
@@ -118,6 +142,7 @@ def scenarios(seconds: int, log_dir: Path) -> list[dict]:
         ).stdout
     )[0]  # fmt: skip
     cgi_dir = cgi_site()
+    posting = post_script(log_dir)
     rows = []
     try:
         for name, (command, extra) in servers(env, cgi_dir).items():
@@ -129,17 +154,22 @@ def scenarios(seconds: int, log_dir: Path) -> list[dict]:
                     paths["history API"] = "/api/rooms/bench-0/messages/"
                 else:
                     paths = {"minimal view": "/cgi-bin/chatroom.py/bench/minimal/"}
+                if name in ("gunicorn sync", "gunicorn gthread"):
+                    # Stored, then broadcast to the room through Redis.
+                    paths["post message"] = "/api/rooms/bench-0/messages/"
                 for what, path in paths.items():
                     # CGI starts a Python process per request: few at a time,
                     # and long enough for some to finish.
                     cgi = name == "CGI"
                     length = max(seconds, 5) if cgi else seconds
                     with ProcessMeter(process.pid) as meter:
+                        post = what == "post message"
                         figures = wrk(
                             f"http://127.0.0.1:{port}{path}",
                             length,
-                            cookie,
+                            f"{cookie}; csrftoken={CSRF_SECRET}" if post else cookie,
                             connections=2 if cgi else 16,
+                            script=posting if post else None,
                         )
                     used = meter.summary()
                     cpu_ms = (

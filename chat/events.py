@@ -9,12 +9,15 @@ is serialized once per broadcast, not once per recipient.
 
 import asyncio
 import logging
+import os
+import threading
 import uuid
 import weakref
+from collections.abc import Coroutine
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from . import protocol
 from .models import Message
@@ -44,7 +47,7 @@ def message_created(*, message: Message, prev_id: int | None) -> None:
     """Broadcast a stored message to its room. Called after commit."""
     frame = {**protocol.message_frame(message), "prev_id": prev_id}
     try:
-        async_to_sync(_group_send)(message.room.slug, MESSAGE_EVENT, frame)
+        _from_sync(_group_send(message.room.slug, MESSAGE_EVENT, frame))
     except Exception as exc:
         # The message is stored: clients that missed it get it on resume.
         logger.warning(
@@ -83,11 +86,65 @@ def member_removed(*, slug: str, user_id: int) -> None:
 def _sockets_close(user_id: int, match: dict[str, Any], *, detail: str) -> None:
     event = {"type": CLOSE_EVENT, "detail": detail, **match}
     try:
-        async_to_sync(get_channel_layer().group_send)(user_group(user_id), event)
+        _from_sync(get_channel_layer().group_send(user_group(user_id), event))
     except Exception as exc:
         # Nothing to retry with: the sockets stay open until they next
         # reconnect, when authentication and membership are checked again.
         logger.warning("closing the sockets of user %s failed: %r", user_id, exc)
+
+
+# Seconds sync code waits for the channel layer before giving a broadcast up.
+SYNC_SEND_TIMEOUT = 5
+
+
+class _LayerLoop:
+    """An event loop in a daemon thread of this process, through which sync code
+    (gunicorn's views, the ORM thread of Daphne) reaches a Redis channel layer.
+
+    async_to_sync would start a new event loop for every call from a plain
+    thread, and the Redis layers keep their connections per loop: every HTTP
+    post would open a new Redis connection. This loop, and its connection, last
+    as long as the process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def run(self, coroutine: Coroutine, *, timeout: float) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            # A forked process (gunicorn's workers) inherits no thread: start anew.
+            if self._loop is None or self._pid != os.getpid():
+                self._loop = asyncio.new_event_loop()
+                self._pid = os.getpid()
+                threading.Thread(
+                    target=self._loop.run_forever, name="chat-layer-loop", daemon=True
+                ).start()
+            return self._loop
+
+
+_layer_loop = _LayerLoop()
+
+
+def _from_sync(coroutine: Coroutine) -> None:
+    if isinstance(get_channel_layer(), InMemoryChannelLayer):
+        # Its queues belong to the loop the consumers run in (one process, no
+        # Redis): async_to_sync hands the call to that loop.
+        async def awaited():
+            return await coroutine
+
+        async_to_sync(awaited)()
+    else:
+        _layer_loop.run(coroutine, timeout=SYNC_SEND_TIMEOUT)
 
 
 # --- From async code (the consumer) -----------------------------------------
