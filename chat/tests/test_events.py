@@ -11,9 +11,7 @@ from chat import services
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
-def test_broadcasts_from_sync_code_reuse_one_redis_connection(
-    room, user, monkeypatch
-):
+def test_broadcasts_from_sync_code_reuse_one_redis_connection(room, user, monkeypatch):
     pools = []
     create_pool = pubsub.create_pool
 
