@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 from .measure import ProcessMeter
@@ -47,6 +49,22 @@ def wrk(
         "requests": total,
         "non_2xx": int(errors.group(1)) if errors else 0,
     }
+
+
+def warm_up(url: str, cookie: str | None, timeout: float = 30) -> None:
+    """Wait until the server answers `url`: its workers may still be importing
+    Django when the port already listens, and a short wrk run would count that."""
+    headers = {"Cookie": cookie} if cookie else {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
 
 
 def servers(env: dict[str, str], cgi_dir: Path) -> dict[str, tuple[list[str], dict]]:
@@ -157,6 +175,7 @@ def scenarios(seconds: int, log_dir: Path) -> list[dict]:
                 if name in ("gunicorn sync", "gunicorn gthread"):
                     # Stored, then broadcast to the room through Redis.
                     paths["post message"] = "/api/rooms/bench-0/messages/"
+                warm_up(f"http://127.0.0.1:{port}{paths['minimal view']}", cookie)
                 for what, path in paths.items():
                     # CGI starts a Python process per request: few at a time,
                     # and long enough for some to finish.

@@ -31,6 +31,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     room = None  # set once the socket is in its room; None while refused
     subscription = None  # (slug, user id) of the groups joined, for disconnect()
     present = False  # announced in the room's presence
+    gone = False  # the client went away before we heard of it
 
     async def connect(self) -> None:
         # Accept first: an error frame and a close code can only be sent on an
@@ -206,6 +207,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_close(self, event) -> None:
         """The user logged out, was deactivated, or left a private room."""
+        if self.room is None:  # already closing
+            return
         session_key = event.get("session_key")
         if session_key and session_key != self.scope["session"].session_key:
             return
@@ -222,6 +225,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # --- Helpers -------------------------------------------------------------
 
+    async def send(self, text_data=None, bytes_data=None, close=False) -> None:
+        # A broadcast can race its recipient's disconnect: the socket is closed
+        # before Daphne tells the consumer, and the server refuses the frame
+        # (autobahn's Disconnected under Daphne). Nothing is lost that matters:
+        # the message is stored and a client that returns resumes it.
+        if self.gone:
+            return
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Exception as exc:
+            self.gone = True
+            logger.debug("frame for a closed socket dropped: %r", exc)
+
     async def _send_frame(self, frame: dict) -> None:
         await self.send(text_data=protocol.encode(frame))
 
@@ -233,6 +249,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._close(code)
 
     async def _close(self, code: CloseCode) -> None:
+        if self.gone:
+            return
         # A plain int: autobahn, under Daphne, refuses an IntEnum member.
         await self.close(code=int(code))
 

@@ -48,6 +48,20 @@ class GracefulServer(Server):
         self.listening_ports.append(port)
         return super().listen_success(port)
 
+    async def handle_reply(self, protocol, message):
+        # autobahn marks a connection it fails (invalid UTF-8, an oversized
+        # frame, a ping timeout) closed at once, but Daphne hears of it a turn
+        # of the loop later; a reply sent in between would raise inside the
+        # consumer and kill it before its disconnect() (django/channels#1820).
+        # Drop it, as Daphne does for a socket it knows is gone.
+        if (
+            message.get("type") in ("websocket.send", "websocket.close")
+            and isinstance(protocol, WebSocketProtocol)
+            and protocol.state not in (protocol.STATE_OPEN, protocol.STATE_CONNECTING)
+        ):
+            return
+        await super().handle_reply(protocol, message)
+
     @defer.inlineCallbacks
     def kill_all_applications(self):
         yield self.close_websockets()

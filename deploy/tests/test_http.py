@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from .actions import PASSWORD, log_counts, sign_up
+from .actions import PASSWORD, create_room, log_counts, sign_up
 from .clients import Session
 
 
@@ -49,6 +49,16 @@ def test_session_and_csrf_cookies_are_secure(stack):
         assert cookies[name].get_nonstandard_attr("SameSite") == "Lax", name
     # Scripts never read the session cookie; the page reads the CSRF one.
     assert cookies["sessionid"].has_nonstandard_attr("HttpOnly")
+
+
+def test_a_body_over_nginx_limit_is_refused_and_not_stored(stack):
+    session = sign_up(stack, f"big-{uuid.uuid4().hex[:6]}")
+    slug = create_room(session)
+    api = f"/api/rooms/{slug}/messages/"
+    response = session.request("POST", api, json_body={"body": "x" * 100_000})
+    assert response.status == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert session.get(api).json()["messages"] == []
 
 
 def test_probes_answer_the_servers_not_the_world(stack, browser):
