@@ -39,10 +39,11 @@ test: install-dev system-packages lint
 
 ## Debian packages the tests and benchmarks drive, as command:package: chromium
 ## (the browser tests, chat/tests/browser/; Playwright never downloads a
-## browser), wrk and redis-benchmark (bench/). Installed when missing and we may
+## browser), wrk and redis-benchmark (bench/), nginx (the fault and load tests put
+## the production nginx locations in front of the servers). Installed when missing and we may
 ## (root or passwordless sudo); without them those tests fail with a message
 ## saying how to install them.
-SYSTEM_PACKAGES := chromium:chromium wrk:wrk redis-benchmark:redis-tools
+SYSTEM_PACKAGES := chromium:chromium wrk:wrk redis-benchmark:redis-tools nginx:nginx
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \

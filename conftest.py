@@ -141,6 +141,16 @@ def fresh_rate_limits(settings):
 
 
 @pytest.fixture(autouse=True)
+def database_breaker_closed():
+    """A test that takes the database down leaves no open breaker behind."""
+    from chat.outages import database_breaker
+
+    database_breaker.close()
+    yield
+    database_breaker.close()
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

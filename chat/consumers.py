@@ -15,6 +15,7 @@ from django.db import DatabaseError
 from . import events, protocol, selectors, services
 from .errors import ChatError
 from .middleware import AUTH_UNAVAILABLE
+from .outages import database_call
 from .presence import presence_join, presence_leave
 from .protocol import CloseCode
 
@@ -48,8 +49,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
-            room = await database_sync_to_async(selectors.room_get)(
-                slug=slug, user=user
+            room = await database_sync_to_async(database_call)(
+                selectors.room_get, slug=slug, user=user
             )
         except DatabaseError as exc:
             logger.warning("socket for room %r refused: %r", slug, exc)
@@ -139,7 +140,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         client_id = data.get("client_id")
         echo_id = client_id if services.client_id_is_valid(client_id) else None
         try:
-            message, created = await database_sync_to_async(services.message_create)(
+            message, created = await database_sync_to_async(database_call)(
+                services.message_create,
                 room=self.room,
                 author=self.scope["user"],
                 body=data.get("body"),
@@ -166,8 +168,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         limit = settings.CHAT_RESUME_MAX_MESSAGES
         try:
-            page = await database_sync_to_async(selectors.message_list)(
-                room=self.room, after=after, limit=limit
+            page = await database_sync_to_async(database_call)(
+                selectors.message_list, room=self.room, after=after, limit=limit
             )
         except DatabaseError:
             logger.warning("resume for %s failed", self.username, exc_info=True)

@@ -108,6 +108,10 @@ if DB_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"].endswith("postgresql"):
         "max_size": DB_POOL_MAX_SIZE,
         # Seconds a call waits for a free connection before failing.
         "timeout": env.float("DB_POOL_TIMEOUT", default=10),
+        # psycopg_pool doubles the wait between reconnection attempts for as
+        # long as this lasts; a short bound keeps it retrying about every few
+        # seconds while the database is away, so service resumes soon after.
+        "reconnect_timeout": 5,
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Development only: take the write lock when a transaction starts (writers

@@ -15,7 +15,11 @@ else
 fi
 
 # Consumers borrow a pooled database connection for each call (chatroom/settings.py).
+# They make their calls one at a time (database_sync_to_async's one thread), so
+# while the database is down each waits at most DB_POOL_TIMEOUT seconds before
+# the client gets its "unavailable" error frame, and the next one waits again.
 export DB_POOL_MAX_SIZE="${DB_POOL_MAX_SIZE:-4}"
+export DB_POOL_TIMEOUT="${DB_POOL_TIMEOUT:-2}"
 
 # --proxy-headers: client addresses from nginx's X-Forwarded-For (nginx sets it
 #   itself; only nginx can reach this port).

@@ -8,6 +8,7 @@ from django.db import OperationalError
 
 from chat import services
 from chat.models import Message
+from chat.outages import RETRY_INTERVAL
 from chat.protocol import CloseCode
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -412,7 +413,8 @@ async def test_database_down_while_sending_is_an_error_frame(
     assert error["client_id"] == "down-1"
 
     monkeypatch.undo()
-    await send_message(alice, "lost?", "down-1")  # the client's retry
+    await asyncio.sleep(RETRY_INTERVAL)  # the client backs off before retrying
+    await send_message(alice, "lost?", "down-1")
     assert (await next_frame(alice, "message"))["client_id"] == "down-1"
     assert await stored_bodies() == ["lost?"]
 
@@ -439,6 +441,7 @@ async def test_database_down_during_resume_is_resume_failed(
     await alice.send_json_to({"type": "resume", "after": 0})
     assert (await next_frame(alice, "error"))["code"] == "resume_failed"
     monkeypatch.undo()
+    await asyncio.sleep(RETRY_INTERVAL)  # the client backs off before asking again
     await alice.send_json_to({"type": "resume", "after": 0})
     assert (await next_frame(alice, "resume_done"))["count"] == 0
 
