@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run runserver test stack-test bench bench-profile certs system-packages lint format install install-dev clean
+.PHONY: run runserver test stack-test bench bench-profile soak certs system-packages lint format install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,14 @@ bench-profile: install-dev
 	$(BIN)/python -m bench.profile --rate 40 --output docs/benchmarks/profile-fanout.txt
 	$(BIN)/python -m bench.profile --rooms 100 --clients 10 --rate 200 \
 		--output docs/benchmarks/profile-rooms.txt
+
+## A soak (bench/soak.py): clients connect, chat and leave in cycles against one
+## Daphne process; exits non-zero unless its memory, file descriptors and the
+## channel layer's subscriptions in Redis stay flat after warm-up. Three minutes
+## by default; SOAK_ARGS="--duration 14400" for four hours. Writes its samples
+## to bench/results/soak-*.json. Needs the machine's PostgreSQL and Redis.
+soak: install-dev
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 ## The production compose stack on a real Docker engine (installed and started
 ## if missing; stand-in images when no registry answers). See docs/deploy.md.

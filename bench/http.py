@@ -169,6 +169,7 @@ def scenarios(seconds: int, log_dir: Path) -> list[dict]:
             try:
                 paths = {"minimal view": "/bench/minimal/"}
                 if name != "CGI":
+                    paths["minimal view, logged in"] = "/bench/minimal-logged-in/"
                     paths["history API"] = "/api/rooms/bench-0/messages/"
                 else:
                     paths = {"minimal view": "/cgi-bin/chatroom.py/bench/minimal/"}

@@ -13,12 +13,19 @@ behind cannot hide it by slowing the senders down (coordinated omission).
 
 With several --url, the clients are dealt over the servers in turn, as a load
 balancer in front of them would.
+
+Two extras, off unless asked for (bench/run.py uses neither), serve the load
+tests (chatroom/tests/test_load*.py) and the soak (bench/soak.py):
+`Load.track_ids` makes every chatroom client keep the ids it holds and fill
+the gaps it notices with `resume`, as the room page does; `hold()` keeps the
+clients connected until the caller releases them or kills their processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -26,6 +33,7 @@ import os
 import time
 import uuid
 from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from queue import Empty
@@ -33,6 +41,8 @@ from queue import Empty
 import websockets
 
 NS = 1_000_000_000
+# Load.track_ids: how much longer than `drain` deliveries and resumes may take.
+TRACK_GRACE = 30
 
 
 @dataclass
@@ -54,6 +64,12 @@ class Load:
     # Part of every client_id: the project stores one message per (author,
     # client_id), so a later load by the same users must not reuse ids.
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    # The chatroom protocol only: every client records the id of each message
+    # it holds, live or replayed, and resumes after a gap that a live
+    # message's prev_id reveals (docs/protocol.md); each room's sender ends
+    # with one more message, whose prev_id shows a gap at the tail. The
+    # records come back in Result.tracks, to compare with what was stored.
+    track_ids: bool = False
 
 
 @dataclass
@@ -70,6 +86,7 @@ class Result:
     handshakes_ms: array = field(default_factory=lambda: array("d"))
     send_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    tracks: list[dict] = field(default_factory=list)  # Tracker.record()s
 
     @property
     def lost(self) -> int:
@@ -84,6 +101,7 @@ class Result:
         self.handshakes_ms.extend(other.handshakes_ms)
         self.send_seconds = max(self.send_seconds, other.send_seconds)
         self.errors += other.errors[:5]
+        self.tracks += other.tracks
 
     def summary(self) -> dict:
         ordered = sorted(self.latencies_ms)
@@ -138,6 +156,100 @@ def decode(protocol: str, frame: str) -> str | None:
     return data.get("message")
 
 
+class Tracker:
+    """What one chatroom client holds, by message id (Load.track_ids). A live
+    message whose prev_id the client does not hold reveals a gap, filled by
+    `resume` from the last id before it, as the room page does."""
+
+    def __init__(self, room: int, client: int):
+        self.room, self.client = room, client
+        self.live: set[int] = set()  # ids first received live (a broadcast)
+        self.resumed: set[int] = set()  # ids first received replayed by resume
+        self.duplicated = 0  # live frames of an id already received live
+        self.redundant = 0  # frames of an id already held the other way
+        self.gaps = 0  # gaps noticed from a prev_id
+        self.resumes = 0  # resume requests sent, has_more pages included
+        self.errors: dict[str, int] = {}  # error frames by code
+        self.joined_after: int | None = None  # the room's last id at hello
+        self.resuming = False
+        self._again = False  # another gap was noticed while resuming
+        self._contiguous = 0  # every id of the room up to this one is held
+        self._next: dict[int, int] = {}  # prev_id -> id, from live frames
+
+    def holds(self, message_id: int) -> bool:
+        return message_id in self.live or message_id in self.resumed
+
+    def on_frame(self, frame: dict) -> int | None:
+        """Take one frame; the `after` of a resume to send, if one is due."""
+        kind = frame.get("type")
+        if kind == "hello":
+            self.joined_after = self._contiguous = frame.get("last_id") or 0
+        elif kind == "message":
+            return self._on_message(frame)
+        elif kind == "resume_done":
+            self.resuming = False
+            self._advance(frame["last_id"])
+            if frame["has_more"]:
+                return self._resume(frame["last_id"])
+            if self._again:
+                self._again = False
+                return self._resume(self._contiguous)
+        elif kind == "error":
+            code = str(frame.get("code"))
+            self.errors[code] = self.errors.get(code, 0) + 1
+            if code == "resume_failed":  # nothing more comes for that request
+                self.resuming = False
+        return None
+
+    def _on_message(self, frame: dict) -> int | None:
+        message_id = frame["id"]
+        if "prev_id" not in frame:  # replayed by a resume, in id order
+            if self.holds(message_id):
+                self.redundant += 1
+            else:
+                self.resumed.add(message_id)
+            self._advance(message_id)
+            return None
+        if message_id in self.live:
+            self.duplicated += 1
+        elif message_id in self.resumed:
+            self.redundant += 1
+        else:
+            self.live.add(message_id)
+        prev = frame["prev_id"]
+        if prev is not None:
+            self._next[prev] = message_id
+        if prev is None or prev <= self._contiguous:
+            self._advance(message_id)
+        elif not self.holds(prev):
+            self.gaps += 1
+            return self._resume(self._contiguous)
+        return None
+
+    def _resume(self, after: int) -> int | None:
+        if self.resuming:  # the running replay ends first, then one more
+            self._again = True
+            return None
+        self.resuming = True
+        self.resumes += 1
+        return after
+
+    def _advance(self, message_id: int) -> None:
+        last = max(self._contiguous, message_id)
+        while last in self._next:
+            last = self._next[last]
+        self._contiguous = last
+
+    def record(self) -> dict:
+        return {
+            "room": self.room, "client": self.client,
+            "joined_after": self.joined_after,
+            "live": sorted(self.live), "resumed": sorted(self.resumed),
+            "duplicated": self.duplicated, "redundant": self.redundant,
+            "gaps": self.gaps, "resumes": self.resumes, "errors": self.errors,
+        }  # fmt: skip
+
+
 # --- one process's share of the clients ----------------------------------------------
 
 
@@ -168,9 +280,18 @@ class Receiver:
         self.last_seq[order_key] = message["q"]
 
 
-async def run_share(load: Load, share: list[tuple[int, int]], start, rate: dict):
+async def run_share(
+    load: Load,
+    share: list[tuple[int, int]],
+    start,
+    rate: dict,
+    connected: Callable[[Result], None] | None = None,
+    hold: Callable[[], None] | None = None,
+):
     """Connect this process's clients, send this process's part of each room's
-    messages on schedule from start_ns, collect deliveries, report."""
+    messages on schedule from start_ns, collect deliveries, report. With
+    `connected`, tell it the counts once every handshake is done; with `hold`,
+    keep the sockets open until it returns (it blocks: run in a thread)."""
     result = Result(clients=len(share))
     by_room: dict[int, list[int]] = {}
     for client, room in share:
@@ -202,6 +323,8 @@ async def run_share(load: Load, share: list[tuple[int, int]], start, rate: dict)
                 result.errors.append(f"connect: {error!r}")
 
     await asyncio.gather(*(connect(client, room) for client, room in share))
+    if connected is not None:
+        connected(result)
     # Sending starts when every process has connected its clients: `start`
     # waits for all of them and returns the common start time.
     start_ns = await asyncio.to_thread(start)
@@ -211,8 +334,12 @@ async def run_share(load: Load, share: list[tuple[int, int]], start, rate: dict)
         if socket is None:
             return
         receiver = receivers[room]
+        tracker = trackers.get(client)
         try:
             async for frame in socket:
+                if tracker is not None:
+                    await track(socket, tracker, receiver, member, frame)
+                    continue
                 payload = decode(load.protocol, frame)
                 if payload is not None:
                     receiver.record(member, payload, time.monotonic_ns())
@@ -220,6 +347,33 @@ async def run_share(load: Load, share: list[tuple[int, int]], start, rate: dict)
             if not stopping.is_set():
                 result.errors.append(f"closed: {closed!r}")
 
+    async def track(socket, tracker: Tracker, receiver, member, frame) -> None:
+        nonlocal last_frame
+        last_frame = time.monotonic()
+        data = json.loads(frame)
+        if data.get("type") == "message" and "prev_id" in data:
+            # Latency and delivery counts from live broadcasts only.
+            receiver.record(member, data["body"], time.monotonic_ns())
+        after = tracker.on_frame(data)
+        if after is not None:
+            await socket.send(json.dumps({"type": "resume", "after": after}))
+
+    async def quiet(seconds: float, deadline: float) -> None:
+        """Until no frame came for `seconds` and no resume runs, or deadline:
+        a server that falls behind still delivers, and its deliveries count."""
+        while time.monotonic() < deadline:
+            if time.monotonic() - last_frame >= seconds and not any(
+                t.resuming for t in trackers.values()
+            ):
+                return
+            await asyncio.sleep(0.1)
+
+    last_frame = time.monotonic()
+    trackers = (
+        {client: Tracker(room, client) for client, room in share if client in sockets}
+        if load.track_ids
+        else {}
+    )
     stopping = asyncio.Event()
     readers = [
         asyncio.create_task(receive(client, room, member))
@@ -242,22 +396,30 @@ async def run_share(load: Load, share: list[tuple[int, int]], start, rate: dict)
         while True:
             due = start_ns + phase_ns + seq * interval_ns
             if due >= end_ns:
-                return
+                break
             delay = (due - time.monotonic_ns()) / NS
             if delay > 0:
                 await asyncio.sleep(delay)
             sender = next(senders)
             if sender is None:
                 return
-            payload = json.dumps({"s": sender, "q": seq, "t": due})
-            try:
-                frame = encode(load.protocol, payload, sender, seq, load.run_id)
-                await sockets[sender].send(frame)
-                result.sent += 1
-                sent_per_room[room] = sent_per_room.get(room, 0) + 1
-            except websockets.ConnectionClosed:
-                pass
+            await send(room, sender, seq, due)
             seq += 1
+        if load.track_ids:
+            # The last word: its prev_id shows every client a gap at the tail.
+            await send(room, next(senders), seq, time.monotonic_ns())
+
+    async def send(room: int, sender: int | None, seq: int, due: int) -> None:
+        if sender is None:
+            return
+        payload = json.dumps({"s": sender, "q": seq, "t": due})
+        try:
+            frame = encode(load.protocol, payload, sender, seq, load.run_id)
+            await sockets[sender].send(frame)
+            result.sent += 1
+            sent_per_room[room] = sent_per_room.get(room, 0) + 1
+        except websockets.ConnectionClosed:
+            pass
 
     sent_per_room: dict[int, int] = {}
     delay = (start_ns - time.monotonic_ns()) / NS
@@ -266,7 +428,12 @@ async def run_share(load: Load, share: list[tuple[int, int]], start, rate: dict)
     began = time.monotonic()
     await asyncio.gather(*(send_room(room, m) for room, m in by_room.items()))
     result.send_seconds = time.monotonic() - began
-    await asyncio.sleep(load.drain)
+    if trackers:
+        await quiet(load.drain, deadline=time.monotonic() + load.drain + TRACK_GRACE)
+    else:
+        await asyncio.sleep(load.drain)
+    if hold is not None:
+        await asyncio.to_thread(hold)
     stopping.set()
     await asyncio.gather(*(s.close() for s in sockets.values()), return_exceptions=True)
     for reader in readers:
@@ -274,12 +441,13 @@ async def run_share(load: Load, share: list[tuple[int, int]], start, rate: dict)
     await asyncio.gather(*readers, return_exceptions=True)
     for receiver in receivers.values():
         result.merge(receiver.result)
+    result.tracks = [tracker.record() for tracker in trackers.values()]
     result.clients = len(share)
     # The room-wide counts are added up by the parent (sent x room size).
     return result, sent_per_room, {room: len(m) for room, m in by_room.items()}
 
 
-def _process_main(load: Load, share, gate, rate, queue) -> None:
+def _process_main(load: Load, share, gate, rate, queue, holding=None) -> None:
     barrier, go, start_ns = gate
 
     def start() -> int:
@@ -287,8 +455,19 @@ def _process_main(load: Load, share, gate, rate, queue) -> None:
         go.wait()
         return start_ns.value
 
+    connected = hold = None
+    if holding is not None:  # see hold()
+        release, ready = holding
+
+        def connected(result: Result) -> None:
+            ready.put((result.connected, result.failed, result.errors[:5]))
+
+        hold = release.wait
+
     try:
-        result, sent, members = asyncio.run(run_share(load, share, start, rate))
+        result, sent, members = asyncio.run(
+            run_share(load, share, start, rate, connected, hold)
+        )
         queue.put((asdict_result(result), sent, members))
     except Exception as error:  # reported to the parent
         queue.put(({"errors": [f"process failed: {error!r}"]}, {}, {}))
@@ -322,72 +501,156 @@ def default_processes() -> int:
     return min(4, os.cpu_count() or 1)
 
 
+class _Processes:
+    """The processes of one load, each holding its share of the clients."""
+
+    def __init__(self, load: Load, holding: bool = False):
+        self.load = load
+        processes = load.processes or default_processes()
+        self.clients = [
+            (n, n // load.clients) for n in range(load.rooms * load.clients)
+        ]
+        shares = [self.clients[i::processes] for i in range(processes)]
+        shares = [share for share in shares if share]
+        # One process sends each room's messages (the first that holds clients of
+        # it), on one schedule: no bursts from processes starting together.
+        sender_of: dict[int, int] = {}
+        for index, share in enumerate(shares):
+            for _, room in share:
+                sender_of.setdefault(room, index)
+        room_rate = load.rate / load.rooms
+        context = multiprocessing.get_context("spawn")
+        self.queue = context.Queue()
+        # Every process connects its clients, then all start sending together.
+        self.gate = (
+            context.Barrier(len(shares) + 1),
+            context.Event(),
+            context.Value("q", 0),
+        )
+        # hold(): each process reports its handshakes on `ready`, then keeps
+        # its sockets until `release` is set.
+        self.holding = (context.Event(), context.Queue()) if holding else None
+        self.workers = [
+            context.Process(
+                target=_process_main,
+                args=(
+                    load,
+                    share,
+                    self.gate,
+                    {
+                        room: room_rate if sender_of[room] == index else 0
+                        for room in {r for _, r in share}
+                    },
+                    self.queue,
+                    self.holding,
+                ),
+            )
+            for index, share in enumerate(shares)
+        ]
+
+    def start(self) -> None:
+        """Start the processes; return once every client has connected (or
+        failed to) and the common start time is set."""
+        for worker in self.workers:
+            worker.start()
+        barrier, go, start_ns = self.gate
+        barrier.wait(timeout=120 + len(self.clients) / 20)
+        start_ns.value = time.monotonic_ns() + NS // 2
+        go.set()
+
+    def collect(self, timeout: float) -> Result:
+        """Wait for every process's report; the merged result."""
+        load = self.load
+        total = Result()
+        sent_per_room: dict[int, int] = {}
+        reported = 0
+        deadline = time.monotonic() + timeout
+        while reported < len(self.workers):
+            try:
+                data, sent, _members = self.queue.get(timeout=1)
+            except Empty:
+                # A worker that died without reporting would leave us waiting forever.
+                dead = [w for w in self.workers if w.exitcode not in (None, 0)]
+                if dead or time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError(
+                        "load generator processes failed: "
+                        f"{[w.exitcode for w in self.workers]}"
+                    ) from None
+                continue
+            reported += 1
+            total.merge(result_from(data))
+            for room, count in sent.items():
+                sent_per_room[room] = sent_per_room.get(room, 0) + count
+        for worker in self.workers:
+            worker.join()
+        total.clients = len(self.clients)
+        total.send_seconds = load.duration
+        total.expected = sum(count * load.clients for count in sent_per_room.values())
+        return total
+
+    def kill(self) -> None:
+        for worker in self.workers:
+            if worker.is_alive():
+                worker.kill()
+        for worker in self.workers:
+            if worker.pid is not None:
+                worker.join(timeout=30)
+
+
 def run(load: Load) -> Result:
     """Run `load` from several processes; the merged result."""
-    processes = load.processes or default_processes()
-    clients = [(n, n // load.clients) for n in range(load.rooms * load.clients)]
-    shares = [clients[i::processes] for i in range(processes)]
-    shares = [share for share in shares if share]
-    # One process sends each room's messages (the first that holds clients of
-    # it), on one schedule: no bursts from processes starting together.
-    sender_of: dict[int, int] = {}
-    for index, share in enumerate(shares):
-        for _, room in share:
-            sender_of.setdefault(room, index)
-    room_rate = load.rate / load.rooms
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    # Every process connects its clients, then all start sending together.
-    gate = (context.Barrier(len(shares) + 1), context.Event(), context.Value("q", 0))
-    workers = [
-        context.Process(
-            target=_process_main,
-            args=(
-                load,
-                share,
-                gate,
-                {
-                    room: room_rate if sender_of[room] == index else 0
-                    for room in {r for _, r in share}
-                },
-                queue,
-            ),
+    processes = _Processes(load)
+    processes.start()
+    return processes.collect(
+        load.duration + load.drain + 120 + len(processes.clients) / 50
+    )
+
+
+@dataclass
+class Holding:
+    """The clients of hold(), connected and held open."""
+
+    pids: list[int]  # of the load generator's processes
+    connected: int
+    failed: int
+    errors: list[str]
+    release: Callable[[], Result]  # close every socket at once; the result
+    kill: Callable[[], None]  # SIGKILL the processes: the sockets just drop
+
+
+@contextlib.contextmanager
+def hold(load: Load) -> Iterator[Holding]:
+    """Connect the load's clients from several processes, send as run() does
+    (nothing with rate 0), then keep every socket open until the caller
+    calls release(), which closes them all at once in every process, or
+    kill(). The processes are killed on the way out if still running."""
+    processes = _Processes(load, holding=True)
+    try:
+        processes.start()
+        _release, ready = processes.holding
+        connected, failed, errors = 0, 0, []
+        for _ in processes.workers:
+            # Each was put before the barrier, which start() has passed.
+            count, failures, some = ready.get(timeout=60)
+            connected += count
+            failed += failures
+            errors += some
+
+        def release() -> Result:
+            _release.set()
+            return processes.collect(load.duration + load.drain + 120)
+
+        yield Holding(
+            pids=[worker.pid for worker in processes.workers],
+            connected=connected,
+            failed=failed,
+            errors=errors[:5],
+            release=release,
+            kill=processes.kill,
         )
-        for index, share in enumerate(shares)
-    ]
-    for worker in workers:
-        worker.start()
-    barrier, go, start_ns = gate
-    barrier.wait(timeout=120 + len(clients) / 20)
-    start_ns.value = time.monotonic_ns() + NS // 2
-    go.set()
-    total = Result()
-    sent_per_room: dict[int, int] = {}
-    reported = 0
-    deadline = time.monotonic() + load.duration + load.drain + 120 + len(clients) / 50
-    while reported < len(workers):
-        try:
-            data, sent, _members = queue.get(timeout=1)
-        except Empty:
-            # A worker that died without reporting would leave us waiting forever.
-            dead = [w for w in workers if w.exitcode not in (None, 0)]
-            if dead or time.monotonic() > deadline:
-                for worker in workers:
-                    worker.kill()
-                raise RuntimeError(
-                    f"load generator processes failed: {[w.exitcode for w in workers]}"
-                ) from None
-            continue
-        reported += 1
-        total.merge(result_from(data))
-        for room, count in sent.items():
-            sent_per_room[room] = sent_per_room.get(room, 0) + count
-    for worker in workers:
-        worker.join()
-    total.clients = len(clients)
-    total.send_seconds = load.duration
-    total.expected = sum(count * load.clients for count in sent_per_room.values())
-    return total
+    finally:
+        processes.kill()
 
 
 def main() -> None:

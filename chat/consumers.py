@@ -3,6 +3,7 @@ The WebSocket side of the chat: parse a frame, call the chat core, send the
 answer. Storage lives in services and selectors, the channel layer in events.
 """
 
+import asyncio
 import logging
 import time
 
@@ -92,7 +93,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.subscription is None:
             return
-        slug, user_id = self.subscription
+        # Shielded: when thousands of clients drop at once the leaves queue up,
+        # and one that Daphne cancels (--application-close-timeout) still ends,
+        # instead of leaving its subscriptions and presence entry behind.
+        await asyncio.shield(self._leave(*self.subscription))
+
+    async def _leave(self, slug: str, user_id: int) -> None:
         try:
             await events.socket_leave(
                 slug=slug, user_id=user_id, channel_name=self.channel_name

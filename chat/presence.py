@@ -156,14 +156,22 @@ class _RedisPresence:
             # Drop what other (dead) processes left behind in our rooms...
             for slug in slugs:
                 pipe.zremrangebyscore(self.key(slug), "-inf", now)
-            # ...and keep our own sockets alive.
+            # ...and keep our own sockets alive. XX: only entries still there, or
+            # a socket that left while this pipeline ran would be put back.
             for (slug, _channel), member in entries:
-                pipe.zadd(self.key(slug), {member: now + self.ttl})
+                pipe.zadd(self.key(slug), {member: now + self.ttl}, xx=True, ch=True)
                 pipe.expire(self.key(slug), self.ttl * 2)
             results = await pipe.execute()
         # The pipeline answers the removals first, one per room.
         for slug, removed in zip(slugs, results[: len(slugs)], strict=True):
             if removed:
+                _schedule_announcement(slug)
+        # An entry of ours that was not there expired while Redis was away or
+        # this process was late: add it again if its socket is still here.
+        refreshed = results[len(slugs) :: 2]
+        for ((slug, channel), member), updated in zip(entries, refreshed, strict=True):
+            if not updated and self.local.get((slug, channel)) == member:
+                await self.redis.zadd(self.key(slug), {member: now + self.ttl})
                 _schedule_announcement(slug)
 
 

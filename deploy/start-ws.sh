@@ -29,7 +29,10 @@ export DB_POOL_TIMEOUT="${DB_POOL_TIMEOUT:-2}"
 #   most 4 bytes each in UTF-8. Anything larger drops the connection before
 #   the application sees it.
 # --application-close-timeout: seconds a consumer has to finish after its
-#   client has gone.
+#   client has gone. When 10,000 clients drop at once (a network blip) their
+#   disconnects queue on the process's one Redis pub/sub connection and take
+#   several seconds; a consumer killed before its turn would leave its
+#   subscriptions behind (chatroom/tests/test_load.py).
 # chatroom.wsserver is Daphne's command line with a clean stop: on SIGTERM every
 # socket gets a close frame (1001) and DAPHNE_SHUTDOWN_TIMEOUT seconds to go.
 exec python -m chatroom.wsserver "${listen[@]}" \
@@ -38,6 +41,6 @@ exec python -m chatroom.wsserver "${listen[@]}" \
     --ping-timeout "${DAPHNE_PING_TIMEOUT:-30}" \
     --websocket-max-message-size "${DAPHNE_MAX_MESSAGE_SIZE:-65536}" \
     --websocket-max-frame-size "${DAPHNE_MAX_FRAME_SIZE:-65536}" \
-    --application-close-timeout "${DAPHNE_APPLICATION_CLOSE_TIMEOUT:-10}" \
+    --application-close-timeout "${DAPHNE_APPLICATION_CLOSE_TIMEOUT:-60}" \
     --access-log - \
     chatroom.asgi:application

@@ -71,3 +71,53 @@ async def test_expired_entries_are_announced_to_the_room(redis, monkeypatch):
     # First the join (the ghost still counted), then the ghost's expiry.
     assert announced == [["alice", "ghost"], ["alice"]]
     await presence.presence_leave(slug=slug, channel_name="live")
+
+
+class LatePipeline:
+    """A store's pipelines, each run 0.1 s late: as the refresh of 10,000
+    entries during a disconnect storm, whose commands reach Redis after the
+    leaves that started once it had taken its snapshot."""
+
+    def __init__(self, store):
+        self.pipeline = store.redis.pipeline
+
+    def __call__(self, *args, **kwargs):
+        pipe = self.pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def late_execute(*args, **kwargs):
+            await asyncio.sleep(0.1)
+            return await execute(*args, **kwargs)
+
+        pipe.execute = late_execute
+        return pipe
+
+
+async def test_a_refresh_does_not_bring_back_a_socket_that_left(redis):
+    _client, slug = redis
+    store = presence._RedisPresence(settings.REDIS_URL, ttl=60)
+    try:
+        await store.join(slug, "specific.1", "alice")
+        store.redis.pipeline = LatePipeline(store)
+        refresh = asyncio.ensure_future(store._refresh())
+        await asyncio.sleep(0)  # the refresh has its snapshot: alice is in it
+        await store.leave(slug, "specific.1")
+        await refresh
+        assert await store.list(slug) == []
+    finally:
+        store.refresher.cancel()
+        await store.redis.aclose()
+
+
+async def test_a_refresh_puts_back_a_live_socket_whose_entry_expired(redis):
+    client, slug = redis
+    store = presence._RedisPresence(settings.REDIS_URL, ttl=60)
+    try:
+        await store.join(slug, "specific.1", "alice")
+        # Redis was away longer than the TTL: another process dropped it.
+        await client.delete(presence._RedisPresence.key(slug))
+        await store._refresh()
+        assert await store.list(slug) == ["alice"]
+    finally:
+        store.refresher.cancel()
+        await store.redis.aclose()
