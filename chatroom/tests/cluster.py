@@ -141,21 +141,6 @@ class Cluster:
         server.stop()
         return code
 
-    def reload(self, gunicorn: ServerProcess) -> int:
-        """gunicorn's own graceful reload (SIGHUP): new workers, the old ones
-        finish their requests; the master and its socket stay. The number of
-        workers replaced."""
-        master = psutil.Process(gunicorn.process.pid)
-        old = {worker.pid for worker in master.children()}
-        gunicorn.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + STOP_TIMEOUT + 30  # graceful_timeout: 30 s
-        while time.monotonic() < deadline:
-            current = {worker.pid for worker in master.children()}
-            if not old & current and len(current) == len(old):
-                return len(old)
-            time.sleep(0.1)
-        raise AssertionError(f"{gunicorn.name} did not replace its workers {old}")
-
     def restart(self, server: ServerProcess) -> ServerProcess:
         """The same server again on the same port (its log goes on); not waited for."""
         argv, env = self.specs[server.name]

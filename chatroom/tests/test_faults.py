@@ -11,9 +11,9 @@ order, none lost, none stored twice (a resend with the same client_id is not a
 new message), and the HTTP clients get no 5xx:
 
   - kill -9 of one Daphne of two while 50 people chat;
-  - a rolling restart: SIGTERM to each Daphne in turn and gunicorn's graceful
-    reload, while an HTTP client polls the history and posts; and what SIGTERM
-    does to a POST waiting for a gunicorn behind nginx;
+  - a rolling restart: SIGTERM to each Daphne and each gunicorn in turn, while
+    an HTTP client polls the history and posts; and what SIGTERM does to a POST
+    waiting in a gunicorn's listen backlog behind nginx;
   - a client that stops reading while the room sends 200 messages.
 
 Every test records what it measured with the `figure` fixture.
@@ -89,8 +89,8 @@ def test_rolling_restart_drops_no_request(tmp_path, figure):
 
 
 async def rolling_restart(cluster: Cluster, figure) -> None:
-    """SIGTERM to each Daphne in turn, each started again and back in nginx's
-    rotation before the next; then each gunicorn reloads its workers."""
+    """SIGTERM to each Daphne, then to each gunicorn, in turn: each started again
+    and back in nginx's rotation before the next is stopped."""
     crowd = Crowd(cluster, "rolling", 50)
     http = None
     try:
@@ -99,14 +99,12 @@ async def rolling_restart(cluster: Cluster, figure) -> None:
         http.start()
         crowd.start_load(per_second=5)
         await asyncio.sleep(2)
-        exit_codes, back_in_rotation, reloaded = {}, [], []
-        for daphne in list(cluster.daphnes):
-            exit_codes[daphne.name] = await asyncio.to_thread(cluster.terminate, daphne)
-            restarted = cluster.restart(daphne)
+        exit_codes, back_in_rotation = {}, []
+        for server in [*cluster.daphnes, *cluster.gunicorns]:
+            exit_codes[server.name] = await asyncio.to_thread(cluster.terminate, server)
+            restarted = cluster.restart(server)
             await asyncio.to_thread(restarted.wait_ready)
             back_in_rotation.append(await cluster.in_rotation([restarted]))
-        for gunicorn in cluster.gunicorns:
-            reloaded.append(await asyncio.to_thread(cluster.reload, gunicorn))
         await asyncio.sleep(1)
         await crowd.stop_load()
         await http.stop()
@@ -118,13 +116,12 @@ async def rolling_restart(cluster: Cluster, figure) -> None:
     result = tally(crowd.clients, stored, http.posted, f"{crowd.slug}-poster")
     nginx_errors = [r for r in cluster.nginx.requests() if r.status >= 500]
     label = "rolling restart"
-    figure(f"{label}: Daphne exit codes after SIGTERM", exit_codes)
+    figure(f"{label}: exit codes after SIGTERM", exit_codes)
     figure(
-        f"{label}: seconds until nginx sent sockets to each restarted Daphne",
+        f"{label}: seconds until nginx used each restarted server again",
         [round(t, 1) for t in back_in_rotation],
     )
     figure(f"{label}: close codes the clients saw", close_codes(crowd.clients))
-    figure(f"{label}: gunicorn workers replaced by the graceful reload", reloaded)
     record_tally(figure, label, result, crowd.clients)
     figure(
         f"{label}: HTTP history polls / posts by status",
@@ -136,7 +133,6 @@ async def rolling_restart(cluster: Cluster, figure) -> None:
     )
     assert_everyone_holds_what_was_stored(result, crowd.clients)
     assert set(exit_codes.values()) == {0}
-    assert reloaded == [2, 2]
     assert http.client.server_errors() == 0, http.client.statuses
     assert http.client.failures == {}
     assert nginx_errors == []
