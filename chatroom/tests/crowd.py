@@ -6,11 +6,12 @@ and every client holds every stored message.
 """
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from .chatters import ChatClient, HttpClient
 from .cluster import Cluster, StoredMessage
@@ -189,3 +190,26 @@ class HttpTraffic:
             self.retry_at = time.monotonic() + data["error"]["retry_after"]
         else:  # no answer, or 5xx (503 unavailable): back off a little
             self.retry_at = time.monotonic() + 0.5
+
+
+@contextlib.asynccontextmanager
+async def chatting(
+    cluster: Cluster, slug: str, size: int, *, per_second: float
+) -> AsyncIterator[tuple[Crowd, HttpTraffic]]:
+    """`size` people in the room `slug`, sending `per_second` messages between
+    them, and an HTTP client polling its history and posting to it, for two
+    seconds before the body runs; all stopped and gone when it ends. The body
+    stops the load and settles the crowd when it is done with the fault."""
+    crowd = Crowd(cluster, slug, size)
+    http = None
+    try:
+        await crowd.enter()
+        http = HttpTraffic(crowd.http_client(), crowd.slug)
+        http.start()
+        crowd.start_load(per_second=per_second)
+        await asyncio.sleep(2)
+        yield crowd, http
+    finally:
+        if http is not None:
+            await http.stop()
+        await crowd.leave()

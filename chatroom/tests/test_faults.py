@@ -28,7 +28,7 @@ import pytest
 
 from .chatters import HttpClient
 from .cluster import Cluster, django_database_url, running_cluster
-from .crowd import Crowd, HttpTraffic, eventually
+from .crowd import Crowd, chatting, eventually
 from .reckoning import (
     assert_everyone_holds_what_was_stored,
     close_codes,
@@ -91,14 +91,7 @@ def test_rolling_restart_drops_no_request(tmp_path, figure):
 async def rolling_restart(cluster: Cluster, figure) -> None:
     """SIGTERM to each Daphne, then to each gunicorn, in turn: each started again
     and back in nginx's rotation before the next is stopped."""
-    crowd = Crowd(cluster, "rolling", 50)
-    http = None
-    try:
-        await crowd.enter()
-        http = HttpTraffic(crowd.http_client(), crowd.slug)
-        http.start()
-        crowd.start_load(per_second=5)
-        await asyncio.sleep(2)
+    async with chatting(cluster, "rolling", 50, per_second=5) as (crowd, http):
         exit_codes, back_in_rotation = {}, []
         for server in [*cluster.daphnes, *cluster.gunicorns]:
             exit_codes[server.name] = await asyncio.to_thread(cluster.terminate, server)
@@ -109,10 +102,6 @@ async def rolling_restart(cluster: Cluster, figure) -> None:
         await crowd.stop_load()
         await http.stop()
         stored = await crowd.settle()
-    finally:
-        if http is not None:
-            await http.stop()
-        await crowd.leave()
     result = tally(crowd.clients, stored, http.posted, f"{crowd.slug}-poster")
     nginx_errors = [r for r in cluster.nginx.requests() if r.status >= 500]
     label = "rolling restart"

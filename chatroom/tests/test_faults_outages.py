@@ -30,7 +30,7 @@ from .cluster import (
     running_cluster,
     server_env,
 )
-from .crowd import Crowd, HttpTraffic, eventually
+from .crowd import Crowd, chatting, eventually
 from .reckoning import (
     BrokenPromise,
     answered_by,
@@ -76,14 +76,7 @@ def test_redis_outage_delays_delivery_and_loses_nothing(tmp_path, figure, outage
 
 
 async def redis_outage(cluster: Cluster, figure, outage: float) -> None:
-    crowd = Crowd(cluster, "redis", 20)
-    http = None
-    try:
-        await crowd.enter()
-        http = HttpTraffic(crowd.http_client(), crowd.slug)
-        http.start()
-        crowd.start_load(per_second=4)
-        await asyncio.sleep(2)
+    async with chatting(cluster, "redis", 20, per_second=4) as (crowd, http):
         pids = cluster.pids()
         polls_before = http.gets.copy()
         down_at = time.monotonic()
@@ -107,10 +100,6 @@ async def redis_outage(cluster: Cluster, figure, outage: float) -> None:
         await crowd.stop_load()
         await http.stop()
         stored = await crowd.settle()
-    finally:
-        if http is not None:
-            await http.stop()
-        await crowd.leave()
     result = tally(crowd.clients, stored, http.posted, f"{crowd.slug}-poster")
     during = outcomes(crowd.clients, stored, down_at, back_at)
     label = f"Redis stopped {outage} s" if outage else "Redis restarted"
@@ -143,14 +132,7 @@ def test_postgresql_restart_fails_sends_visibly_and_recovers(
 
 
 async def postgres_restart(cluster: Cluster, postgres, figure) -> None:
-    crowd = Crowd(cluster, "postgres", 10)
-    http = None
-    try:
-        await crowd.enter()
-        http = HttpTraffic(crowd.http_client(), crowd.slug)
-        http.start()
-        crowd.start_load(per_second=2)
-        await asyncio.sleep(2)
+    async with chatting(cluster, "postgres", 10, per_second=2) as (crowd, http):
         pids = cluster.pids()
         posts_before, polls_before = http.posts.copy(), http.gets.copy()
         down_at = time.monotonic()
@@ -178,10 +160,6 @@ async def postgres_restart(cluster: Cluster, postgres, figure) -> None:
         await crowd.stop_load()
         await http.stop()
         stored = await crowd.settle()
-    finally:
-        if http is not None:
-            await http.stop()
-        await crowd.leave()
     result = tally(crowd.clients, stored, http.posted, f"{crowd.slug}-poster")
     during = outcomes(crowd.clients, stored, down_at, back_at)
     waited = longest_wait_for_an_answer(crowd.clients, down_at, back_at)
