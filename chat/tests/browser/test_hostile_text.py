@@ -24,6 +24,8 @@ def test_html_and_script_in_messages_show_as_text(person, servers):
 
     for payload in PAYLOADS:
         alice.send(payload)
+    # Stored before bob posts, so the room's order is the list's order.
+    alice.expect_bodies(PAYLOADS)
     for payload in OVER_HTTP:
         bob.post_over_http(servers.daphne.url, slug, payload)
     shown = XSS_PAYLOADS
