@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from . import statements
 from .models import Message, Room
 
 
@@ -95,22 +97,25 @@ def message_rows(
 
     The page and its authors' usernames cost one query, the room's lookup
     included, and nothing becomes a model instance: this is the history API's
-    read, which every poll makes. Only an empty page costs a second query, to
-    tell an empty room from a missing one.
+    read, which every page load and every poll makes. Only an empty page costs
+    a second query, to tell an empty room from a missing one.
     """
-    # room_id = (SELECT id ...): the database looks the room up once, then
-    # walks the (room, id) index in order, as for message_list.
-    room_id = Subquery(rooms_visible_to(user=user).filter(slug=slug).values("id"))
-    messages = Message.objects.filter(room_id=room_id).values_list(
-        "id",
-        f"author__{get_user_model().USERNAME_FIELD}",
-        "body",
-        "created_at",
-        "client_id",
-    )
-    rows, has_more = _page(messages, after=after, before=before, limit=limit)
+    if after is not None and before is not None:
+        raise ValueError("pass after or before, not both")
+    walk = "after" if after is not None else "before" if before is not None else ""
+    cursor_params = [after if walk == "after" else before] if walk else []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            statements.message_page_sql(connection.vendor, walk),
+            [slug, user.pk, *cursor_params, limit + 1],
+        )
+        rows = cursor.fetchall()
+    has_more = len(rows) > limit
+    rows = rows[:limit] if walk == "after" else rows[:limit][::-1]
     if not rows and not room_exists(slug=slug, user=user):
         return None
+    if convert := statements.created_at_from_db():
+        rows = [(*row[:3], convert(row[3]), row[4]) for row in rows]
     return MessageRowPage(rows=rows, has_more=has_more)
 
 

@@ -4,14 +4,16 @@ the WebSocket consumer both call these functions.
 """
 
 import uuid
+from contextlib import nullcontext
 from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
-from . import events
+from . import events, statements
 from .errors import ChatError
 from .models import Message, Room
 from .ratelimit import message_rate_check
@@ -94,37 +96,89 @@ def message_create(
     # Insert first: a retry is rare, and the unique (author, client_id)
     # constraint turns it into an IntegrityError, handled below. Looking it up
     # first would cost every message one more query.
+    insert = (
+        _message_insert_statement
+        if connection.vendor == "postgresql"
+        else _message_insert_orm
+    )
     try:
-        with transaction.atomic():
-            # Lock the room row: a room's messages then commit in id order, and
-            # each one knows the message before it.
-            try:
-                prev_id, is_private = (
-                    Room.objects.select_for_update()
-                    .values_list("last_message_id", "is_private")
-                    .get(pk=room.pk)
-                )
-            except Room.DoesNotExist:
-                raise _room_not_found() from None
-            # Checked here, not only when the socket opened: a member may have
-            # been removed since.
-            if is_private and not room.members.filter(pk=author.pk).exists():
-                raise _room_not_found()
-            message = Message.objects.create(
-                room=room, author=author, body=body, client_id=client_id
-            )
-            Room.objects.filter(pk=room.pk).update(last_message_id=message.id)
-            transaction.on_commit(
-                partial(events.message_created, message=message, prev_id=prev_id)
-            )
+        message, prev_id = insert(
+            room=room, author=author, body=body, client_id=client_id
+        )
     except IntegrityError:
         # A retry, or the same client_id raced in from another connection.
         existing = _message_by_client_id(author=author, client_id=client_id, room=room)
         if existing is None:
             raise
         return existing, False
+    # Runs at once when the message is already committed; inside a caller's
+    # transaction, when that commits.
+    transaction.on_commit(
+        partial(events.message_created, message=message, prev_id=prev_id)
+    )
     room.last_message_id = message.id
     return message, True
+
+
+def _message_insert_orm(
+    *, room: Room, author: AbstractBaseUser, body: str, client_id: str
+) -> tuple[Message, int | None]:
+    """Store the message; returns it and the id of the room's message before it."""
+    with transaction.atomic():
+        # Lock the room row: a room's messages then commit in id order, and
+        # each one knows the message before it.
+        try:
+            prev_id, is_private = (
+                Room.objects.select_for_update()
+                .values_list("last_message_id", "is_private")
+                .get(pk=room.pk)
+            )
+        except Room.DoesNotExist:
+            raise _room_not_found() from None
+        # Checked here, not only when the socket opened: a member may have
+        # been removed since.
+        if is_private and not room.members.filter(pk=author.pk).exists():
+            raise _room_not_found()
+        message = Message.objects.create(
+            room=room, author=author, body=body, client_id=client_id
+        )
+        Room.objects.filter(pk=room.pk).update(last_message_id=message.id)
+    return message, prev_id
+
+
+def _message_insert_statement(
+    *, room: Room, author: AbstractBaseUser, body: str, client_id: str
+) -> tuple[Message, int | None]:
+    """_message_insert_orm in one statement (PostgreSQL; see
+    statements.message_insert_sql): the same locking, checks and result."""
+    created_at = timezone.now()
+    params = {
+        "room": room.pk,
+        "author": author.pk,
+        "body": body,
+        "client_id": client_id,
+        "created_at": created_at,
+    }
+    # Outside any transaction the statement is one: no BEGIN and COMMIT round
+    # trips. Inside a caller's, a savepoint keeps a duplicate client_id from
+    # breaking that transaction.
+    own = transaction.atomic() if not connection.get_autocommit() else nullcontext()
+    with own, connection.cursor() as cursor:
+        cursor.execute(statements.message_insert_sql(), params)
+        row = cursor.fetchone()
+    if row is None:  # the room is gone, or private and `author` not a member
+        raise _room_not_found()
+    message_id, prev_id = row
+    message = Message(
+        id=message_id,
+        room=room,
+        author=author,
+        body=body,
+        client_id=client_id,
+        created_at=created_at,
+    )
+    message._state.adding, message._state.db = False, connection.alias
+    return message, prev_id
 
 
 def _room_not_found() -> ChatError:

@@ -25,9 +25,12 @@ threads = _int("GUNICORN_THREADS", 1)
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
-# Recycle workers now and then so a slow leak never becomes an outage.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 2000)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 200)
+# Recycle workers now and then so a slow leak never becomes an outage, but
+# rarely: a new worker imports Django again, and at 2,000 requests a busy
+# worker restarted every few seconds (a minimal view under wrk: 2,000 req/s
+# and p99 400-700 ms, against 2,700 req/s and p99 11 ms without recycling).
+max_requests = _int("GUNICORN_MAX_REQUESTS", 20000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
 
 # Only nginx reaches gunicorn; trust its X-Forwarded-* headers from these peers.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"

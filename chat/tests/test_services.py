@@ -1,6 +1,9 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 
 from chat import events, services
 from chat.errors import ChatError
@@ -161,3 +164,75 @@ def test_room_create_validates_the_slug(user):
     with pytest.raises(ValidationError):
         services.room_create(slug="not a slug!", title="Bad", created_by=user)
     assert Room.objects.count() == 1
+
+
+# --- Outside any transaction, as the servers call it --------------------------
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_writers_at_once_chain_each_message_to_the_one_before(
+    room, make_user, monkeypatch, settings
+):
+    """Eight connections writing to one room at once: every broadcast's prev_id
+    is the message stored just before it, so no client sees a gap that is not
+    there (and resumes for nothing)."""
+    settings.CHAT_MESSAGE_RATE_LIMIT = ""
+    authors = [make_user(f"writer{n}") for n in range(8)]
+    sent, lock = [], threading.Lock()
+
+    def record(*, message, prev_id):
+        with lock:
+            sent.append((message.id, prev_id))
+
+    monkeypatch.setattr(events, "message_created", record)
+
+    def write(author):
+        try:
+            for n in range(25):
+                create(room, author, body=f"message {n}", client_id=str(n))
+        finally:
+            connection.close()  # this thread's own connection
+
+    with ThreadPoolExecutor(len(authors)) as pool:
+        list(pool.map(write, authors))
+
+    sent.sort()
+    ids = [message_id for message_id, _ in sent]
+    assert len(ids) == Message.objects.filter(room=room).count() == 200
+    assert [prev_id for _, prev_id in sent] == [None, *ids[:-1]]
+    room.refresh_from_db()
+    assert room.last_message_id == ids[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retries_and_refusals_in_autocommit_leave_the_connection_usable(
+    room, user, other_user, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr(
+        events, "message_created", lambda *, message, prev_id: sent.append(prev_id)
+    )
+    first, _ = create(room, user, client_id="once")
+    again, created = create(room, user, client_id="once")
+    assert (again.id, created) == (first.id, False)
+
+    private = services.room_create(
+        slug="private", title="Private", created_by=user, is_private=True
+    )
+    with pytest.raises(ChatError) as error:
+        create(private, other_user, client_id="in-private")
+    assert error.value.code == "room_not_found"
+
+    second, created = create(room, user, client_id="twice")
+    assert created and sent == [None, first.id]
+    stored = Message.objects.select_related("author").get(pk=second.id)
+    assert (stored.body, stored.author, stored.created_at) == (
+        second.body,
+        user,
+        second.created_at,
+    )
+    assert list(Message.objects.values_list("client_id", flat=True)) == [
+        "once",
+        "twice",
+    ]
