@@ -106,7 +106,7 @@ def message_rows(
     cursor_params = [after if walk == "after" else before] if walk else []
     with connection.cursor() as cursor:
         cursor.execute(
-            statements.message_page_sql(connection.vendor, walk),
+            statements.message_page_sql(walk),
             [slug, user.pk, *cursor_params, limit + 1],
         )
         rows = cursor.fetchall()
