@@ -90,6 +90,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         self.present = True
 
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            channel_name = getattr(self, "channel_name", None)
+            if channel_name is not None:
+                try:
+                    await events.socket_channel_release(channel_name=channel_name)
+                except Exception as exc:  # the channel layer is down
+                    logger.warning("releasing channel %s failed: %r", channel_name, exc)
+
     async def disconnect(self, code: int) -> None:
         if self.subscription is None:
             return
