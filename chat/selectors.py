@@ -100,18 +100,14 @@ def message_rows(
     read, which every page load and every poll makes. Only an empty page costs
     a second query, to tell an empty room from a missing one.
     """
-    if after is not None and before is not None:
-        raise ValueError("pass after or before, not both")
-    walk = "after" if after is not None else "before" if before is not None else ""
+    walk = _walk(after=after, before=before)
     cursor_params = [after if walk == "after" else before] if walk else []
     with connection.cursor() as cursor:
         cursor.execute(
             statements.message_page_sql(walk),
             [slug, user.pk, *cursor_params, limit + 1],
         )
-        rows = cursor.fetchall()
-    has_more = len(rows) > limit
-    rows = rows[:limit] if walk == "after" else rows[:limit][::-1]
+        rows, has_more = _trimmed(cursor.fetchall(), limit=limit, walk=walk)
     if not rows and not room_exists(slug=slug, user=user):
         return None
     if convert := statements.created_at_from_db():
@@ -124,12 +120,25 @@ def _page(
 ) -> tuple[list, bool]:
     """One page of `messages` in increasing id order, and whether more exist
     beyond it in the direction walked (see message_list)."""
+    walk = _walk(after=after, before=before)
+    if walk == "after":
+        messages = messages.filter(id__gt=after).order_by("id")
+    elif walk == "before":
+        messages = messages.filter(id__lt=before).order_by("-id")
+    else:
+        messages = messages.order_by("-id")
+    return _trimmed(list(messages[: limit + 1]), limit=limit, walk=walk)
+
+
+def _walk(*, after: int | None, before: int | None) -> str:
+    """A page's direction: "after", "before" or "" (the newest)."""
     if after is not None and before is not None:
         raise ValueError("pass after or before, not both")
-    if after is not None:
-        rows = list(messages.filter(id__gt=after).order_by("id")[: limit + 1])
-        return rows[:limit], len(rows) > limit
-    if before is not None:
-        messages = messages.filter(id__lt=before)
-    rows = list(messages.order_by("-id")[: limit + 1])
-    return rows[:limit][::-1], len(rows) > limit
+    return "after" if after is not None else "before" if before is not None else ""
+
+
+def _trimmed(rows: list, *, limit: int, walk: str) -> tuple[list, bool]:
+    """Up to limit + 1 rows in the walk's order: the page in increasing id order,
+    and whether more exist beyond it."""
+    page = rows[:limit] if walk == "after" else rows[:limit][::-1]
+    return page, len(rows) > limit

@@ -28,8 +28,14 @@ def _column(meta, name: str) -> str:
     return connection.ops.quote_name(meta.get_field(name).column)
 
 
-def _members_column(name: str) -> str:
-    return _column(Room.members.through._meta, name)
+def _is_member(room: str, user: str) -> str:
+    """SQL: the user (a parameter) is a member of the room (a column)."""
+    members = Room.members.through._meta
+    return (
+        f"EXISTS (SELECT 1 FROM {_table(members)} x"
+        f" WHERE x.{_column(members, 'room')} = {room}"
+        f" AND x.{_column(members, 'user')} = {user})"
+    )
 
 
 @functools.cache
@@ -53,9 +59,7 @@ def message_page_sql(walk: str) -> str:
     visible_room = (
         f"SELECT {room_pk} FROM {_table(room)} r"
         f" WHERE {_column(room, 'slug')} = %s AND (NOT {_column(room, 'is_private')}"
-        f" OR EXISTS (SELECT 1 FROM {_table(Room.members.through._meta)} x"
-        f" WHERE x.{_members_column('room')} = r.{room_pk}"
-        f" AND x.{_members_column('user')} = %s))"
+        f" OR {_is_member(f'r.{room_pk}', '%s')})"
     )
     fields = ", ".join(
         _column(message, name)
@@ -82,7 +86,8 @@ def message_page_sql(walk: str) -> str:
 def message_insert_sql() -> str:
     """PostgreSQL: store a message and bump its room's last_message_id in one
     statement, which in autocommit is its own transaction: one round trip
-    instead of five (BEGIN, lock the room, insert, update the room, COMMIT).
+    instead of five or six (BEGIN, lock the room, [check membership], insert,
+    update the room, COMMIT).
 
     Parameters: room id, author id, body, client_id, created_at. Returns one
     row, (message id, the room's previous last_message_id), or none when the
@@ -100,9 +105,7 @@ def message_insert_sql() -> str:
         f"WITH locked AS (SELECT {room_pk}, {last}, {_column(room, 'is_private')}"
         f" AS private FROM {_table(room)} WHERE {room_pk} = %(room)s FOR UPDATE),"
         f" allowed AS (SELECT {room_pk}, {last} FROM locked WHERE NOT private"
-        f" OR EXISTS (SELECT 1 FROM {_table(Room.members.through._meta)} x"
-        f" WHERE x.{_members_column('room')} = locked.{room_pk}"
-        f" AND x.{_members_column('user')} = %(author)s)),"
+        f" OR {_is_member(f'locked.{room_pk}', '%(author)s')}),"
         f" inserted AS (INSERT INTO {_table(message)} ({columns})"
         f" SELECT {room_pk}, %(author)s, %(body)s, %(client_id)s, %(created_at)s"
         f" FROM allowed RETURNING {_column(message, 'id')} AS id),"
