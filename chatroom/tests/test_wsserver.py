@@ -4,7 +4,9 @@ listening, closes every WebSocket with 1001 (going away), lets the consumers
 finish and exits, instead of dropping the connections (1006).
 """
 
+import collections
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -60,9 +62,8 @@ def daphne(tmp_path):
 
 def test_sigterm_closes_every_socket_with_going_away(daphne):
     with ExitStack() as open_now:
-        sockets = open_sockets(
-            sign_up(daphne.url, "leaver"), daphne.port, count=3, stack=open_now
-        )
+        session = leaving_room(sign_up(daphne.url, "leaver"))
+        sockets = open_sockets(session, daphne.port, count=3, stack=open_now)
         daphne.process.send_signal(signal.SIGTERM)
         codes = [closed_with(socket) for socket in sockets]
     exit_code = daphne.process.wait(timeout=20)
@@ -73,10 +74,14 @@ def test_sigterm_closes_every_socket_with_going_away(daphne):
     assert "Traceback" not in daphne.logs()
 
 
-def open_sockets(browser: Browser, port: int, count: int, stack: ExitStack) -> list:
+def leaving_room(browser: Browser) -> str:
+    """Create the room the sockets join; the session cookie that joins it."""
     status, _ = browser.submit_form("/", {"slug": "leaving", "title": "Leaving"})
     assert status == 200
-    session = browser.cookie("sessionid")
+    return browser.cookie("sessionid")
+
+
+def open_sockets(session: str, port: int, count: int, stack: ExitStack) -> list:
     sockets = []
     for _ in range(count):
         socket = stack.enter_context(
@@ -127,3 +132,88 @@ def test_sigterm_during_http_requests_still_exits(daphne):
         for thread in threads:
             thread.join()
     assert exit_code == 0, daphne.logs()
+
+
+@pytest.fixture
+def probed_daphne(tmp_path):
+    """chatroom.wsserver under chatroom.tests.gc_probe: no automatic cyclic
+    garbage collection; census() counts what a collection would find."""
+    port = free_port()
+    census_dir = tmp_path / "census"
+    census_dir.mkdir()
+    server = ServerProcess(
+        "daphne",
+        [
+            str(BIN / "python"), "-m", "chatroom.tests.gc_probe", str(census_dir),
+            "--endpoint", f"tcp:port={port}:interface=127.0.0.1",
+            "chatroom.asgi:application",
+        ],
+        port,
+        server_env(tmp_path, port),
+        tmp_path,
+    )  # fmt: skip
+    server.census_dir = census_dir
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def census(server) -> dict:
+    """Connection objects a collection found unreachable, and those alive."""
+    answer = server.census_dir / "census.json"
+    answer.unlink(missing_ok=True)
+    (server.census_dir / "census.request").touch()
+    deadline = time.monotonic() + 10
+    while not answer.exists():
+        assert time.monotonic() < deadline, server.logs()
+        time.sleep(0.05)
+    return json.loads(answer.read_text())
+
+
+def test_closed_sockets_are_freed_without_the_cyclic_collector(probed_daphne):
+    """Plain Daphne leaves each closed WebSocket's protocol, transport and
+    HTTP request in reference cycles, freed only by a full collection, which
+    pauses every open socket (docs/benchmarks.md)."""
+    session = leaving_room(sign_up(probed_daphne.url, "cycles"))
+    # Django's ASGI handler leaves HTTP requests served by Daphne in a cycle
+    # (an exception's traceback): wait until Daphne has forgotten them.
+    forgotten(probed_daphne, "WebRequest")
+    with ExitStack() as open_now:
+        open_sockets(session, probed_daphne.port, count=5, stack=open_now)
+        while_open = census(probed_daphne)
+    unreachable = forgotten(probed_daphne, "WebSocketProtocol", "WebRequest")
+
+    # So full collections can be rare (chatroom.wsserver.set_gc_thresholds).
+    assert while_open["gc_thresholds"] == [700, 10, 1000]
+    assert while_open["alive"]["WebSocketProtocol"] == 5
+    assert while_open["unreachable"] == {}
+    assert unreachable == {}, probed_daphne.logs()
+
+
+def forgotten(server, *kinds: str) -> collections.Counter:
+    """Take censuses until no connection object of these kinds is alive
+    (Daphne forgets a connection within a second of its end); the
+    unreachable ones they found."""
+    unreachable: collections.Counter = collections.Counter()
+    deadline = time.monotonic() + 15
+    while True:
+        found = census(server)
+        unreachable.update(found["unreachable"])
+        if not any(found["alive"].get(kind) for kind in kinds):
+            return unreachable
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("value", ["abc", "700,10", "700,0,1000"])
+def test_a_bad_gc_threshold_stops_daphne_with_a_message(value):
+    result = subprocess.run(
+        [str(BIN / "python"), "-m", "chatroom.wsserver", "chatroom.asgi:application"],
+        cwd=BASE_DIR, env={**os.environ, "DAPHNE_GC_THRESHOLDS": value},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "DAPHNE_GC_THRESHOLDS must be three positive whole numbers" in result.stderr
+    assert "Traceback" not in result.stderr
