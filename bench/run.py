@@ -30,6 +30,9 @@ from .targets import BASE_DIR, REDIS_URL, Target, all_targets, fresh_database
 
 RESULTS = BASE_DIR / "bench" / "results"
 P99_LIMIT_MS = 100
+# After a churn wave: disconnect handlers finish, and Daphne hands the memory
+# the sockets freed back to the system (chatroom/memory.py).
+CHURN_SETTLE_SECONDS = 6
 LOAD_PROCESSES = default_processes()
 # What each step prints while the run goes on (the report has every figure).
 SHOWN = ("target", "scenario", "offered_rate", "offered_deliveries", "failed",
@@ -201,7 +204,7 @@ def churn_scenario(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
                 cookies=target.cookies, origin=target.origin,
             )  # fmt: skip
             run(load)
-            time.sleep(plan.drain)  # disconnect handlers finish
+            time.sleep(max(plan.drain, CHURN_SETTLE_SECONDS))
             after.append(round(meter.rss() / 2**20, 1))
         row = {
             "target": target.name, "scenario": "churn", "clients_per_wave": clients,

@@ -14,7 +14,6 @@ there after HTTP load).
 """
 
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -36,18 +35,22 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import defer, reactor, task
 
+from chatroom.memory import GC_THRESHOLDS, FreedMemoryReturner, set_gc_thresholds
+
 logger = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
 POLL_INTERVAL = 0.1
-# Python's own thresholds are 700, 10, 10. See set_gc_thresholds().
-GC_THRESHOLDS = "700,10,1000"
 
 
 class GracefulServer(Server):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.listening_ports = []
+        self.memory_returner = FreedMemoryReturner()
+        task.LoopingCall(self.memory_returner.tick).start(
+            FreedMemoryReturner.INTERVAL, now=False
+        )
 
     def listen_success(self, port):
         self.listening_ports.append(port)
@@ -89,6 +92,7 @@ class GracefulServer(Server):
             # autobahn resolves is_closed with the protocol itself; once
             # closed, it never looks at it again.
             protocol.is_closed = txaio.create_future_success(None)
+            self.memory_returner.socket_closed()
 
     @defer.inlineCallbacks
     def kill_all_applications(self):
@@ -133,33 +137,6 @@ class GracefulServer(Server):
 
 class GracefulCommandLineInterface(CommandLineInterface):
     server_class = GracefulServer
-
-
-def set_gc_thresholds(value: str) -> None:
-    """
-    Make full garbage collections a hundred times rarer than Python's default.
-
-    A full collection walks every object the process holds and stops every
-    socket meanwhile: about a second with 10,000 sockets open. While sockets
-    connect, Python runs one each time the heap has grown by a quarter, about
-    twenty in a connect storm, so a storm's handshakes waited seconds for them.
-    Closed connections no longer need the cyclic collector to be freed
-    (GracefulServer.protocol_disconnected), so rarer full collections do not
-    make memory grow; the younger generations are collected as before.
-    DAPHNE_GC_THRESHOLDS="" keeps Python's thresholds.
-    """
-    if not value.strip():
-        return
-    try:
-        thresholds = [int(part) for part in value.split(",")]
-        if len(thresholds) != 3 or min(thresholds) < 1:
-            raise ValueError
-    except ValueError:
-        sys.exit(
-            f"DAPHNE_GC_THRESHOLDS must be three positive whole numbers, as "
-            f"{GC_THRESHOLDS!r} (see gc.set_threshold), not {value!r}"
-        )
-    gc.set_threshold(*thresholds)
 
 
 def main() -> None:
