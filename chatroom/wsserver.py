@@ -76,7 +76,7 @@ class GracefulServer(Server):
         # (its protocol, transport, HTTP request and headers: 60 objects) alive
         # until a full collection, which with thousands of open sockets walks
         # millions of objects and stalls every socket for a second or more
-        # (docs/benchmarks.md). Cutting them lets reference counting free a
+        # (bench/LEVERS.md). Cutting them lets reference counting free a
         # connection as it goes.
         if isinstance(protocol, WebRequest):
             # Daphne calls this for the HTTP request right after handing its
