@@ -66,11 +66,15 @@ bench: install-dev system-packages
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## Where one Daphne process spends its time (py-spy): one room of 200 clients,
-## and 100 rooms of 10, each near the rate it sustains.
+## and 100 rooms of 10, each near the rate it sustains. Where a gunicorn worker
+## spends the history API's CPU (py-spy), and whose objects an idle socket's
+## memory is, the project's against the tutorial's (tracemalloc).
 bench-profile: install-dev
 	$(BIN)/python -m bench.profile --rate 40 --output docs/benchmarks/profile-fanout.txt
 	$(BIN)/python -m bench.profile --rooms 100 --clients 10 --rate 200 \
 		--output docs/benchmarks/profile-rooms.txt
+	$(BIN)/python -m bench.profile_http --output docs/benchmarks/profile-http.txt
+	$(BIN)/python -m bench.profile_memory --output docs/benchmarks/profile-memory.txt
 
 ## A soak (bench/soak.py): clients connect, chat and leave in cycles against one
 ## Daphne process; exits non-zero unless its memory, file descriptors and the

@@ -19,7 +19,15 @@ import urllib.request
 from pathlib import Path
 
 from .measure import ProcessMeter
-from .targets import BASE_DIR, BIN, Project, free_port, stop_process, wait_listening
+from .targets import (
+    BASE_DIR,
+    BIN,
+    Project,
+    analyze_database,
+    free_port,
+    stop_process,
+    wait_listening,
+)
 
 
 def wrk(
@@ -139,7 +147,16 @@ def cgi_site() -> Path:
     return root
 
 
-def scenarios(seconds: int, log_dir: Path) -> list[dict]:
+# The endpoints: a view that does nothing, the same for a logged-in user (it
+# reads request.user), and the history API's newest page of a 50-message room.
+MINIMAL = "/bench/minimal/"
+MINIMAL_LOGGED_IN = "/bench/minimal-logged-in/"
+HISTORY = "/api/rooms/bench-0/messages/"
+
+
+def site(log_dir: Path) -> tuple[dict[str, str], str]:
+    """The servers' environment, with the static files collected and the room
+    `bench-0` seeded with 50 messages; and the session cookie of its user."""
     project = Project("http", "chatroom", "")
     env = {
         **os.environ,
@@ -159,6 +176,12 @@ def scenarios(seconds: int, log_dir: Path) -> list[dict]:
             cwd=BASE_DIR, env=env, capture_output=True, text=True, check=True,
         ).stdout
     )[0]  # fmt: skip
+    analyze_database()
+    return env, cookie
+
+
+def scenarios(seconds: int, log_dir: Path) -> list[dict]:
+    env, cookie = site(log_dir)
     cgi_dir = cgi_site()
     posting = post_script(log_dir)
     rows = []
@@ -167,15 +190,15 @@ def scenarios(seconds: int, log_dir: Path) -> list[dict]:
             log = log_dir / f"http-{name.replace(' ', '-')}.log"
             process, port = start(name, command, extra, env, log)
             try:
-                paths = {"minimal view": "/bench/minimal/"}
+                paths = {"minimal view": MINIMAL}
                 if name != "CGI":
-                    paths["minimal view, logged in"] = "/bench/minimal-logged-in/"
-                    paths["history API"] = "/api/rooms/bench-0/messages/"
+                    paths["minimal view, logged in"] = MINIMAL_LOGGED_IN
+                    paths["history API"] = HISTORY
                 else:
-                    paths = {"minimal view": "/cgi-bin/chatroom.py/bench/minimal/"}
+                    paths = {"minimal view": f"/cgi-bin/chatroom.py{MINIMAL}"}
                 if name in ("gunicorn sync", "gunicorn gthread"):
                     # Stored, then broadcast to the room through Redis.
-                    paths["post message"] = "/api/rooms/bench-0/messages/"
+                    paths["post message"] = HISTORY
                 warm_up(f"http://127.0.0.1:{port}{paths['minimal view']}", cookie)
                 for what, path in paths.items():
                     # CGI starts a Python process per request: few at a time,

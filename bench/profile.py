@@ -46,6 +46,21 @@ def busiest(samples: Path, marker: str, top: int) -> tuple[int, list[str]]:
     return total, lines
 
 
+def find_py_spy(parser: argparse.ArgumentParser) -> str:
+    py_spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    if py_spy is None:
+        parser.error("py-spy is missing: `make install-dev` installs it")
+    return py_spy
+
+
+def fresh_start() -> Path:
+    """An empty benchmark database, and the folder for the servers' logs."""
+    fresh_database()
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rooms", type=int, default=1)
@@ -57,13 +72,8 @@ def main() -> None:
         "--output", type=Path, default=BASE_DIR / "docs" / "benchmarks" / "profile.txt"
     )
     args = parser.parse_args()
-    py_spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
-    if py_spy is None:
-        parser.error("py-spy is missing: `make install-dev` installs it")
-
-    fresh_database()
-    logs = RESULTS / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    py_spy = find_py_spy(parser)
+    logs = fresh_start()
     target = Project("profile", "chatroom", "chatroom, 1 Daphne process")
     target.start(logs, clients=args.rooms * args.clients)
     with tempfile.TemporaryDirectory() as scratch:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,14 @@ from pathlib import Path
 from . import http, redis_limit, report
 from .loadgen import Load, default_processes, run
 from .measure import ProcessMeter, RedisMeter
-from .targets import BASE_DIR, REDIS_URL, Target, all_targets, fresh_database
+from .targets import (
+    BASE_DIR,
+    REDIS_URL,
+    Target,
+    all_targets,
+    fresh_database,
+    raise_open_files_limit,
+)
 
 RESULTS = BASE_DIR / "bench" / "results"
 P99_LIMIT_MS = 100
@@ -227,9 +233,7 @@ def main() -> None:
     args = parser.parse_args()
     plan = PLANS["full" if args.full else "smoke" if args.smoke else "quick"]
 
-    # Thousands of sockets need as many file descriptors, here and in servers.
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files_limit()
     args.results.mkdir(parents=True, exist_ok=True)
     log_dir = args.results / "logs"
     log_dir.mkdir(exist_ok=True)

@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import resource
 import sys
 import threading
 import time
@@ -62,7 +61,13 @@ import redis
 
 from . import vitals
 from .loadgen import Load, run
-from .targets import BASE_DIR, POSTGRES_URL, REDIS_URL, Project
+from .targets import (
+    BASE_DIR,
+    POSTGRES_URL,
+    REDIS_URL,
+    Project,
+    raise_open_files_limit,
+)
 
 RESULTS = BASE_DIR / "bench" / "results"
 SETTLE_TIMEOUT = 60  # seconds for a cycle's disconnects to be undone
@@ -238,9 +243,7 @@ def verdict(cycles: list[dict], baseline: dict, presence_s, args) -> dict:
 
 
 def soak(args) -> dict:
-    # Every socket is a file descriptor, here, in Daphne and in the generator.
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files_limit()
     args.log_dir.mkdir(parents=True, exist_ok=True)
     with soak_database(args.database_url) as database:
         daphne = SoakDaphne(
