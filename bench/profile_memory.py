@@ -19,9 +19,9 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from .loadgen import Load, hold
+from .loadgen import hold
 from .profile import fresh_start
-from .run import LOAD_PROCESSES
+from .run import idle_load
 from .targets import (
     BASE_DIR,
     Project,
@@ -73,16 +73,6 @@ def where(filename: str) -> tuple[str, str]:
     return "other", filename
 
 
-def idle_load(target: Target, sockets: int) -> Load:
-    # As the idle scenario connects: 100 handshakes in flight at any time.
-    return Load(
-        urls=target.urls, protocol=target.protocol, rooms=max(1, sockets // 100),
-        clients=min(sockets, 100), rate=0, duration=1, drain=0,
-        cookies=target.cookies, origin=target.origin,
-        connect_concurrency=max(1, 100 // LOAD_PROCESSES),
-    )  # fmt: skip
-
-
 def measure(
     target: Target, sockets: int, logs: Path
 ) -> tuple[int, dict[str, float], list[str]]:
@@ -95,10 +85,10 @@ def measure(
         try:
             # A first few sockets fill the caches and lazy imports a socket
             # needs once per process, so the difference counts only sockets.
-            with hold(idle_load(target, 100)) as warm:
+            with hold(idle_load(target, 100, hold_seconds=1)) as warm:
                 warm.release()
             before = snapshot(directory, "before")
-            with hold(idle_load(target, sockets)) as held:
+            with hold(idle_load(target, sockets, hold_seconds=1)) as held:
                 after = snapshot(directory, "held")
                 connected, failed = held.connected, held.failed
                 held.release()

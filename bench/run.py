@@ -163,6 +163,17 @@ def websocket_scenarios(target: Target, plan: Plan, log_dir: Path) -> list[dict]
     return rows
 
 
+def idle_load(target: Target, sockets: int, hold_seconds: float) -> Load:
+    """`sockets` idle sockets, 100 to a room, with 100 handshakes in flight at
+    any time over the generator's processes."""
+    return Load(
+        urls=target.urls, protocol=target.protocol, rooms=max(1, sockets // 100),
+        clients=min(sockets, 100), rate=0, duration=hold_seconds, drain=0,
+        cookies=target.cookies, origin=target.origin,
+        connect_concurrency=max(1, 100 // LOAD_PROCESSES),
+    )  # fmt: skip
+
+
 def idle_scenario(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
     """Hold many idle sockets on one process: its memory per socket."""
     rows = []
@@ -170,13 +181,7 @@ def idle_scenario(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
         target.start(log_dir, clients=sockets)
         try:
             before = ProcessMeter(*target.pids).rss()
-            # 100 handshakes in flight at any time, over the generator's processes.
-            load = Load(
-                urls=target.urls, protocol=target.protocol,
-                rooms=max(1, sockets // 100), clients=min(sockets, 100), rate=0,
-                duration=plan.hold_seconds, drain=0, cookies=target.cookies,
-                origin=target.origin, connect_concurrency=100 // LOAD_PROCESSES,
-            )  # fmt: skip
+            load = idle_load(target, sockets, hold_seconds=plan.hold_seconds)
             with ProcessMeter(*target.pids) as meter:
                 summary = run(load).summary()
             rows.append({
