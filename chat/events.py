@@ -8,9 +8,8 @@ is serialized once per broadcast, not once per recipient.
 """
 
 import asyncio
+import atexit
 import logging
-import os
-import threading
 import uuid
 import weakref
 from collections.abc import Coroutine
@@ -22,6 +21,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from . import protocol
 from .models import Message
+from .outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -45,18 +45,14 @@ def user_group(user_id: int) -> str:
 
 
 def message_created(*, message: Message, prev_id: int | None) -> None:
-    """Broadcast a stored message to its room. Called after commit."""
+    """Broadcast a stored message to its room. Called after commit; returns
+    before the broadcast has left (chat.outbox)."""
     frame = {**protocol.message_frame(message), "prev_id": prev_id}
-    try:
-        _from_sync(_group_send(message.room.slug, MESSAGE_EVENT, frame))
-    except Exception as exc:
-        # The message is stored: clients that missed it get it on resume.
-        logger.warning(
-            "broadcast of message %s to room %s failed: %r",
-            message.id,
-            message.room.slug,
-            exc,
-        )
+    # If it fails, the message is stored: clients that missed it get it on resume.
+    _from_sync(
+        _group_send(message.room.slug, MESSAGE_EVENT, frame),
+        what=f"broadcast of message {message.id} to room {message.room.slug}",
+    )
 
 
 def session_ended(*, user_id: int, session_key: str | None) -> None:
@@ -86,66 +82,39 @@ def member_removed(*, slug: str, user_id: int) -> None:
 
 def _sockets_close(user_id: int, match: dict[str, Any], *, detail: str) -> None:
     event = {"type": CLOSE_EVENT, "detail": detail, **match}
-    try:
-        _from_sync(get_channel_layer().group_send(user_group(user_id), event))
-    except Exception as exc:
-        # Nothing to retry with: the sockets stay open until they next
-        # reconnect, when authentication and membership are checked again.
-        logger.warning("closing the sockets of user %s failed: %r", user_id, exc)
+    # If it fails there is nothing to retry with: the sockets stay open until
+    # they next reconnect, when authentication and membership are checked again.
+    _from_sync(
+        get_channel_layer().group_send(user_group(user_id), event),
+        what=f"closing the sockets of user {user_id}",
+    )
 
 
-# Seconds sync code waits for the channel layer before giving a broadcast up.
-SYNC_SEND_TIMEOUT = 5
+def broadcasts_flush(*, timeout: float = 5) -> bool:
+    """Wait until every broadcast this process handed over from sync code has
+    left (or failed); False if `timeout` seconds were not enough. Runs when the
+    process exits (atexit, and chatroom.wsserver before Daphne's exit)."""
+    return _outbox.flush(timeout=timeout)
 
 
-class _LayerLoop:
-    """An event loop in a daemon thread of this process, through which sync code
-    (gunicorn's views, the ORM thread of Daphne) reaches a Redis channel layer.
-
-    async_to_sync would start a new event loop for every call from a plain
-    thread, and the Redis layers keep their connections per loop: every HTTP
-    post would open a new Redis connection. This loop, and its connection, last
-    as long as the process.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-
-    def run(self, coroutine: Coroutine, *, timeout: float) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
-        try:
-            return future.result(timeout)
-        except TimeoutError:
-            future.cancel()
-            raise
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            # A forked process (gunicorn's workers) inherits no thread: start anew.
-            if self._loop is None or self._pid != os.getpid():
-                self._loop = asyncio.new_event_loop()
-                self._pid = os.getpid()
-                threading.Thread(
-                    target=self._loop.run_forever, name="chat-layer-loop", daemon=True
-                ).start()
-            return self._loop
+_outbox = Outbox()
+# A daemon thread dies with the interpreter: send what is waiting first.
+atexit.register(broadcasts_flush)
 
 
-_layer_loop = _LayerLoop()
-
-
-def _from_sync(coroutine: Coroutine) -> None:
+def _from_sync(coroutine: Coroutine, *, what: str) -> None:
     if isinstance(get_channel_layer(), InMemoryChannelLayer):
         # Its queues belong to the loop the consumers run in (one process, no
-        # Redis): async_to_sync hands the call to that loop.
+        # Redis): async_to_sync hands the call to that loop, and waits.
         async def awaited():
             return await coroutine
 
-        async_to_sync(awaited)()
+        try:
+            async_to_sync(awaited)()
+        except Exception as exc:
+            logger.warning("%s failed: %r", what, exc)
     else:
-        _layer_loop.run(coroutine, timeout=SYNC_SEND_TIMEOUT)
+        _outbox.submit(coroutine, what=what)
 
 
 # --- From async code (the consumer) -----------------------------------------

@@ -142,6 +142,11 @@ class GracefulCommandLineInterface(CommandLineInterface):
 def main() -> None:
     set_gc_thresholds(os.environ.get("DAPHNE_GC_THRESHOLDS", GC_THRESHOLDS))
     GracefulCommandLineInterface().run(sys.argv[1:])
+    # The broadcasts the consumers' database calls handed over still go out:
+    # os._exit below skips the atexit hook that would send them.
+    from chat.events import broadcasts_flush
+
+    broadcasts_flush()
     # Daphne has stopped. Worker threads of HTTP requests it cancelled may wait
     # forever for an event loop that is gone, and the interpreter would join
     # them before exiting: flush and leave instead.
