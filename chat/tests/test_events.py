@@ -26,6 +26,14 @@ pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 create_message = database_sync_to_async(services.message_create)
 
 
+def stored(room, user, client_id: str) -> int:
+    """Store one message from sync code, as a view does; its id."""
+    message, _ = services.message_create(
+        room=room, author=user, body=f"body of {client_id}", client_id=client_id
+    )
+    return message.id
+
+
 @pytest.fixture(autouse=True)
 def no_rate_limit(settings):
     settings.CHAT_MESSAGE_RATE_LIMIT = ""  # one user stores every message here
@@ -115,16 +123,11 @@ async def test_a_message_is_stored_without_waiting_for_its_broadcast(
 
 
 def test_flush_waits_for_the_broadcasts_handed_over(room, user, held_broadcasts):
-    stored = [
-        services.message_create(
-            room=room, author=user, body=f"m{number}", client_id=f"f{number}"
-        )[0].id
-        for number in range(3)
-    ]
+    ids = [stored(room, user, f"f{number}") for number in range(3)]
     assert not events.broadcasts_flush(timeout=0.2)
     held_broadcasts.set()
     assert events.broadcasts_flush(timeout=10)
-    assert held_broadcasts.sent == stored
+    assert held_broadcasts.sent == ids
 
 
 def test_a_failed_broadcast_is_logged_and_the_next_one_still_leaves(
@@ -141,13 +144,12 @@ def test_a_failed_broadcast_is_logged_and_the_next_one_still_leaves(
         sent.append(frame["id"])
 
     monkeypatch.setattr(events, "_group_send", failing_once)
-    first, _ = services.message_create(room=room, author=user, body="a", client_id="a")
-    second, _ = services.message_create(room=room, author=user, body="b", client_id="b")
+    first, second = stored(room, user, "a"), stored(room, user, "b")
     assert events.broadcasts_flush(timeout=10)
-    assert sent == [None, second.id]
+    assert sent == [None, second]
     assert any(
         record.levelno == logging.WARNING
-        and f"broadcast of message {first.id} to room general failed" in record.message
+        and f"broadcast of message {first} to room general failed" in record.message
         and "Redis went away" in record.message
         for record in caplog.records
     )
@@ -157,13 +159,7 @@ def test_broadcasts_the_layer_holds_up_are_given_up_not_sent_late(
     room, user, held_broadcasts, monkeypatch, caplog
 ):
     monkeypatch.setattr(outbox, "SEND_TIMEOUT", 0.3)
-
-    def store(number: int) -> int:
-        return services.message_create(
-            room=room, author=user, body=f"m{number}", client_id=f"t{number}"
-        )[0].id
-
-    held = [store(number) for number in range(3)]
+    held = [stored(room, user, f"t{number}") for number in range(3)]
     assert events.broadcasts_flush(timeout=10)  # every one timed out, or gave up
     logged = [record.message for record in caplog.records]
     for message_id in held:
@@ -174,7 +170,7 @@ def test_broadcasts_the_layer_holds_up_are_given_up_not_sent_late(
         )
     # The layer answers again: the next broadcast leaves, and only it.
     held_broadcasts.set()
-    latest = store(3)
+    latest = stored(room, user, "t3")
     assert events.broadcasts_flush(timeout=10)
     assert held_broadcasts.sent == [latest]
 
@@ -183,21 +179,15 @@ def test_broadcasts_past_the_outbox_size_are_dropped_and_logged(
     room, user, held_broadcasts, monkeypatch, caplog
 ):
     monkeypatch.setattr(outbox, "MAX_WAITING", 2)
-
-    def store(number: int) -> int:
-        return services.message_create(
-            room=room, author=user, body=f"m{number}", client_id=f"d{number}"
-        )[0].id
-
-    stored = [store(0)]
+    ids = [stored(room, user, "d0")]
     assert held_broadcasts.holding.wait(10)  # the first is on its way
     # Two wait behind it; the fourth finds the outbox full.
-    stored += [store(number) for number in (1, 2, 3)]
+    ids += [stored(room, user, f"d{number}") for number in (1, 2, 3)]
     held_broadcasts.set()
     assert events.broadcasts_flush(timeout=10)
-    assert held_broadcasts.sent == stored[:3]
+    assert held_broadcasts.sent == ids[:3]
     assert any(
-        f"broadcast of message {stored[3]} to room general dropped" in r.message
+        f"broadcast of message {ids[3]} to room general dropped" in r.message
         for r in caplog.records
     )
 
