@@ -36,13 +36,14 @@ from .targets import (
 
 RESULTS = BASE_DIR / "bench" / "results"
 P99_LIMIT_MS = 100
+STEP_ATTEMPTS = 2  # a step that fails is run once more before it counts as failed
 # After a churn wave: disconnect handlers finish, and Daphne hands the memory
 # the sockets freed back to the system (chatroom/memory.py).
 CHURN_SETTLE_SECONDS = 6
 LOAD_PROCESSES = default_processes()
 # What each step prints while the run goes on (the report has every figure).
-SHOWN = ("target", "scenario", "offered_rate", "offered_deliveries", "failed",
-         "lost", "p50_ms", "p99_ms", "cpu_percent", "sustained")  # fmt: skip
+SHOWN = ("target", "scenario", "offered_rate", "offered_deliveries", "attempt",
+         "failed", "lost", "p50_ms", "p99_ms", "cpu_percent", "sustained")  # fmt: skip
 
 
 @dataclass
@@ -115,18 +116,26 @@ def step_up(target, scenario, plan, rooms, clients, rates, per_rate) -> list[dic
     # before), and a baseline that fails there makes every ratio meaningless.
     run(load_at(rates[0]))
 
-    def step(rate: float) -> bool:
+    def attempt(rate: float, number: int) -> bool:
         load = load_at(rate)
         row = {
             "target": target.name, "scenario": scenario, "rooms": rooms,
             "clients_per_room": clients, "offered_rate": round(load.rate, 1),
-            "offered_deliveries": round(load.rate * clients),
+            "offered_deliveries": round(load.rate * clients), "attempt": number,
             **measured(target, load),
         }  # fmt: skip
         row["sustained"] = sustained(row)
         rows.append(row)
         print(json.dumps({k: row[k] for k in SHOWN}), flush=True)
         return row["sustained"]
+
+    # A failed step is run again, for every target alike, and the rate counts
+    # as sustained if either attempt was: on two cores shared with the load
+    # generator, one stall (a p99 of 150-250 ms at a rate far below what the
+    # same target held in other runs) ended whole sweeps and swung the ratios
+    # between runs by 2x or more.
+    def step(rate: float) -> bool:
+        return any(attempt(rate, number) for number in range(1, STEP_ATTEMPTS + 1))
 
     passed, failed = 0, None
     for rate in rates:
