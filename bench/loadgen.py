@@ -85,6 +85,9 @@ class Result:
     latencies_ms: array = field(default_factory=lambda: array("d"))
     handshakes_ms: array = field(default_factory=lambda: array("d"))
     send_seconds: float = 0.0
+    # From a process's first connect to its last handshake; processes connect
+    # side by side, so the merged figure is the longest.
+    connect_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     tracks: list[dict] = field(default_factory=list)  # Tracker.record()s
 
@@ -100,6 +103,7 @@ class Result:
         self.latencies_ms.extend(other.latencies_ms)
         self.handshakes_ms.extend(other.handshakes_ms)
         self.send_seconds = max(self.send_seconds, other.send_seconds)
+        self.connect_seconds = max(self.connect_seconds, other.connect_seconds)
         self.errors += other.errors[:5]
         self.tracks += other.tracks
 
@@ -108,6 +112,7 @@ class Result:
         pick = partial(quantile, ordered)
 
         seconds = self.send_seconds or 1  # the offered duration (see run())
+        handshakes = sorted(self.handshakes_ms)
         return {
             "clients": self.clients,
             "connected": self.connected,
@@ -123,7 +128,15 @@ class Result:
             "p99_ms": pick(0.99),
             "max_ms": round(ordered[-1], 2) if ordered else None,
             "deliveries_per_s": round(self.delivered / seconds),
-            "handshake_p99_ms": quantile(sorted(self.handshakes_ms), 0.99),
+            "handshake_p50_ms": quantile(handshakes, 0.50),
+            "handshake_p99_ms": quantile(handshakes, 0.99),
+            # With a fixed number in flight, a handshake waits about
+            # in-flight / this rate: the server's throughput sets the latency.
+            "handshakes_per_s": (
+                round(self.connected / self.connect_seconds)
+                if self.connect_seconds
+                else None
+            ),
             "errors": self.errors[:5],
         }
 
@@ -322,7 +335,9 @@ async def run_share(
                 result.failed += 1
                 result.errors.append(f"connect: {error!r}")
 
+    connecting = time.monotonic()
     await asyncio.gather(*(connect(client, room) for client, room in share))
+    result.connect_seconds = time.monotonic() - connecting
     if connected is not None:
         connected(result)
     # Sending starts when every process has connected its clients: `start`

@@ -197,7 +197,9 @@ def idle_scenario(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
                 "target": target.name, "scenario": "idle", "sockets": sockets,
                 "connected": summary["connected"], "failed": summary["failed"],
                 "errors": summary["errors"][:2],
+                "handshake_p50_ms": summary["handshake_p50_ms"],
                 "handshake_p99_ms": summary["handshake_p99_ms"],
+                "handshakes_per_s": summary["handshakes_per_s"],
                 "rss_before_mb": round(before / 2**20, 1),
                 "rss_holding_mb": round(meter.peak_rss / 2**20, 1),
                 "kb_per_socket": round(

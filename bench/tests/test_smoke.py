@@ -51,6 +51,9 @@ def test_smoke_run_measures_every_target_and_writes_the_report(tmp_path):
     # storm (its connection pool runs out): a finding, not a harness failure.
     assert idle["project"]["connected"] == idle["project"]["sockets"], idle
     assert idle["tutorial-redis"]["connected"] > 0, idle
+    project = idle["project"]
+    assert project["handshakes_per_s"] > 0, project
+    assert project["handshake_p50_ms"] <= project["handshake_p99_ms"], project
     http = [r for r in rows if r["scenario"] == "http"]
     assert {r["server"] for r in http} == {
         "gunicorn sync",
