@@ -75,6 +75,8 @@ bench-profile: install-dev
 		--output docs/benchmarks/profile-rooms.txt
 	$(BIN)/python -m bench.profile_http --output docs/benchmarks/profile-http.txt
 	$(BIN)/python -m bench.profile_memory --output docs/benchmarks/profile-memory.txt
+	$(BIN)/python -m bench.profile_handshakes \
+		--output docs/benchmarks/profile-handshakes.txt
 
 ## A soak (bench/soak.py): clients connect, chat and leave in cycles against one
 ## Daphne process; exits non-zero unless its memory, file descriptors and the

@@ -35,7 +35,8 @@ class ProcessMeter:
                 processes += [root, *root.children(recursive=True)]
         return processes
 
-    def _cpu_seconds(self) -> float:
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the processes have used so far."""
         total = 0.0
         for process in self._tree():
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -62,7 +63,7 @@ class ProcessMeter:
 
     def __enter__(self) -> ProcessMeter:
         self.peak_rss = self.rss()
-        self._cpu_start = self._cpu_seconds()
+        self._cpu_start = self.cpu_seconds()
         self._wall = time.monotonic()
         self._thread.start()
         return self
@@ -70,7 +71,7 @@ class ProcessMeter:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self._cpu_end = self._cpu_seconds()
+        self._cpu_end = self.cpu_seconds()
         self._wall = time.monotonic() - self._wall
 
     def summary(self) -> dict:

@@ -112,9 +112,9 @@ def measure(
     return connected, by_package, lines
 
 
-def package_table(packages: dict[str, dict[str, float]]) -> list[str]:
-    """KB per socket by package, a column per server. Packages under 0.1 KB for
-    every server are summed in one row."""
+def package_table(packages: dict[str, dict[str, float]], unit: str = "KB") -> list[str]:
+    """A figure per package (KB per socket, or `unit`), a column per server.
+    Packages under 0.1 for every server are summed in one row."""
     servers = list(packages.values())
     shown = {name for found in servers for name, kb in found.items() if kb >= 0.1}
     largest = {name: max(found.get(name, 0) for found in servers) for name in shown}
@@ -126,7 +126,10 @@ def package_table(packages: dict[str, dict[str, float]]) -> list[str]:
     rows["total"] = [sum(found.values()) for found in servers]
     table = [f"{'package':<22}" + "".join(f"{label:>26}" for label in packages)]
     for name, figures in rows.items():
-        table.append(f"{name:<22}" + "".join(f"{kb:>23.2f} KB" for kb in figures))
+        table.append(
+            f"{name:<22}"
+            + "".join(f"{kb:>{25 - len(unit)}.2f} {unit}" for kb in figures)
+        )
     return table
 
 

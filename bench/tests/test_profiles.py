@@ -1,8 +1,9 @@
 """
 The profilers of `make bench-profile` that explain the targets out of reach, on
 tiny runs so that they do not rot: the history API's CPU split into its phases
-(py-spy on a gunicorn worker), and an idle socket's memory by package
-(tracemalloc in Daphne), each against its baseline.
+(py-spy on a gunicorn worker), an idle socket's memory by package
+(tracemalloc in Daphne) and a handshake's CPU by package (py-spy in Daphne),
+each against its baseline.
 """
 
 import os
@@ -77,3 +78,27 @@ def test_the_memory_profile_counts_each_socket_by_package(tmp_path):
     assert project_chat > 0 and tutorial_chat == 0, by_package
     totals = re.findall(r"^## the .+: ([\d.]+) KB per socket, ", report, re.MULTILINE)
     assert len(totals) == 2 and all(float(kb) > 1 for kb in totals), report
+
+
+def test_the_handshake_profile_splits_each_handshake_by_package(tmp_path):
+    report = profile(
+        "bench.profile_handshakes", tmp_path / "handshakes.txt", "--sockets", "1000"
+    )
+    per_handshake = dict(re.findall(r"^(the .+?): ([\d.]+) ms; ", report, re.MULTILINE))
+    assert set(per_handshake) == {"the project", "the tutorial's consumer"}, report
+    assert all(float(ms) > 0 for ms in per_handshake.values()), report
+    by_package = sections(report)["By package, ms per handshake"]
+    rows = {
+        line[:22].strip(): [float(ms) for ms in re.findall(r"([\d.]+) ms", line)]
+        for line in by_package.strip().splitlines()[1:]
+    }
+    # Both servers spend it in Daphne's stack; Django's ORM and the chat app
+    # work for the project (the tutorial touches Django's settings, no more).
+    for package in ("twisted", "autobahn"):
+        project, tutorial = rows[package]
+        assert project > 0 and tutorial > 0, (package, by_package)
+    project_django, tutorial_django = rows["django"]
+    assert project_django > 10 * tutorial_django, by_package
+    assert rows.get("chat", [0, 0])[1] == 0, by_package
+    project_total, tutorial_total = rows["total"]
+    assert project_total == pytest.approx(float(per_handshake["the project"]), 0.05)
