@@ -76,12 +76,12 @@ def machine() -> dict:
     }
 
 
+def steps_of(rows: list[dict], target: str, scenario: str) -> list[dict]:
+    return [r for r in rows if r.get("target") == target and r["scenario"] == scenario]
+
+
 def best(rows: list[dict], target: str, scenario: str, key: str) -> float | None:
-    passing = [
-        r[key]
-        for r in rows
-        if r.get("target") == target and r["scenario"] == scenario and r["sustained"]
-    ]
+    passing = [r[key] for r in steps_of(rows, target, scenario) if r["sustained"]]
     return max(passing) if passing else None
 
 
@@ -92,9 +92,7 @@ def ratio(a: float | None, b: float | None) -> str:
 def lowest_tried(
     rows: list[dict], target: str, scenario: str, key: str
 ) -> float | None:
-    tried = [
-        r[key] for r in rows if r.get("target") == target and r["scenario"] == scenario
-    ]
+    tried = [r[key] for r in steps_of(rows, target, scenario)]
     return min(tried) if tried else None
 
 
@@ -131,9 +129,7 @@ def plotted(rows: list[dict], target: str, scenario: str, x_key: str) -> list[di
     """One point per offered load: a step run twice (bench/run.py retries a
     failed one) is drawn by the attempt that decided it."""
     chosen: dict[float, dict] = {}
-    for row in rows:
-        if row.get("target") != target or row["scenario"] != scenario:
-            continue
+    for row in steps_of(rows, target, scenario):
         if row["p99_ms"] is None:
             continue
         kept = chosen.get(row[x_key])
