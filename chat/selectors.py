@@ -40,8 +40,13 @@ def room_list(*, user: User) -> QuerySet[Room]:
 
 def room_get(*, slug: str, user: User) -> Room | None:
     """The room with this slug if `user` may see it. A private room is None to a
-    non-member, exactly like a missing one: its name gives nothing away."""
-    return rooms_visible_to(user=user).filter(slug=slug).first()
+    non-member, exactly like a missing one: its name gives nothing away.
+
+    Every socket's handshake looks its room up: the statement is written out
+    once (statements.room_visible_sql), where building rooms_visible_to's query
+    cost four times the CPU of running it."""
+    rooms = Room.objects.raw(statements.room_visible_sql(), [slug, user.pk])
+    return next(iter(rooms), None)
 
 
 def room_exists(*, slug: str, user: User) -> bool:

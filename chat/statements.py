@@ -1,8 +1,9 @@
 """
-The chat's two hottest statements, written out by hand: a history page (read on
-every page load and poll) and a message's write (on every message sent).
+The chat's hottest statements, written out by hand: a history page (read on
+every page load and poll), a message's write (on every message sent) and a
+room's lookup (on every socket's handshake and room page).
 
-For both, the ORM spent longer building and compiling the query than the
+For each, the ORM spent longer building and compiling the query than the
 database spent running it, on every call. Each statement is written once, from
 the models' table and column names, and cached; the tests hold it to the ORM's
 behaviour (test_selectors, test_services) and to the rows PostgreSQL reads
@@ -38,6 +39,26 @@ def _is_member(room: str, user: str) -> str:
     )
 
 
+def _visible_room() -> str:
+    """SQL: room r has the slug (a parameter) and the user (a parameter) may see
+    it: it is public, or they are a member (selectors.rooms_visible_to)."""
+    room = Room._meta
+    room_pk = connection.ops.quote_name(room.pk.column)
+    return (
+        f"r.{_column(room, 'slug')} = %s AND (NOT r.{_column(room, 'is_private')}"
+        f" OR {_is_member(f'r.{room_pk}', '%s')})"
+    )
+
+
+@functools.cache
+def room_visible_sql() -> str:
+    """The room with a slug, if the user may see it, with every column of the
+    model. Parameters: slug, user id (None for an anonymous user)."""
+    room = Room._meta
+    columns = ", ".join(f"r.{_column(room, f.name)}" for f in room.concrete_fields)
+    return f"SELECT {columns} FROM {_table(room)} r WHERE {_visible_room()}"
+
+
 @functools.cache
 def message_page_sql(walk: str) -> str:
     """A page of one room's messages with their authors' usernames, if the user
@@ -54,13 +75,7 @@ def message_page_sql(walk: str) -> str:
         "after": f"AND {message_id} > %s",
         "before": f"AND {message_id} < %s",
     }
-    # The room, if `user` may see it: public, or `user` is a member
-    # (selectors.rooms_visible_to).
-    visible_room = (
-        f"SELECT {room_pk} FROM {_table(room)} r"
-        f" WHERE {_column(room, 'slug')} = %s AND (NOT {_column(room, 'is_private')}"
-        f" OR {_is_member(f'r.{room_pk}', '%s')})"
-    )
+    visible_room = f"SELECT {room_pk} FROM {_table(room)} r WHERE {_visible_room()}"
     fields = ", ".join(
         _column(message, name)
         for name in ("id", "author", "body", "created_at", "client_id")

@@ -1,6 +1,8 @@
 import pytest
+from django.contrib.auth.models import AnonymousUser
 
 from chat import selectors, services
+from chat.models import Room
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +61,32 @@ def test_a_page_costs_one_query(room, ids, django_assert_num_queries):
 def test_room_get(room, user):
     assert selectors.room_get(slug="general", user=user) == room
     assert selectors.room_get(slug="missing", user=user) is None
+
+
+def test_room_get_is_rooms_visible_to(room, user, other_user, make_user):
+    """The hand-written lookup finds what the ORM's definition finds, field for
+    field, for a member, an outsider and an anonymous visitor alike."""
+    private = services.room_create(
+        slug="secret", title="Secret", created_by=user, is_private=True
+    )
+    services.room_member_add(room=private, username="bob", added_by=user)
+    viewers = [user, other_user, make_user("mallory"), AnonymousUser()]
+    for viewer in viewers:
+        for slug in ("general", "secret", "missing"):
+            expected = selectors.rooms_visible_to(user=viewer).filter(slug=slug).first()
+            found = selectors.room_get(slug=slug, user=viewer)
+            assert found == expected, (viewer, slug)
+            if expected is not None:
+                fields = [field.attname for field in Room._meta.concrete_fields]
+                assert [getattr(found, name) for name in fields] == [
+                    getattr(expected, name) for name in fields
+                ]
+    assert selectors.room_get(slug="secret", user=AnonymousUser()) is None
+
+
+def test_room_get_costs_one_query(room, user, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        selectors.room_get(slug="general", user=user)
 
 
 def row_ids(page):
