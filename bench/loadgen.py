@@ -43,6 +43,8 @@ import websockets
 NS = 1_000_000_000
 # Load.track_ids: how much longer than `drain` deliveries and resumes may take.
 TRACK_GRACE = 30
+# Seconds a chatroom socket may take from its handshake to its hello frame.
+JOIN_TIMEOUT = 30
 
 
 @dataclass
@@ -167,6 +169,19 @@ def decode(protocol: str, frame: str) -> str | None:
     if protocol == "chatroom":
         return data["body"] if data.get("type") == "message" else None
     return data.get("message")
+
+
+async def joined(socket: websockets.ClientConnection) -> dict:
+    """A chatroom socket's hello frame: the server has put the socket in its
+    room (it accepts the handshake first, then looks the room up and joins
+    it). Raises if the server refuses the socket or takes JOIN_TIMEOUT."""
+    async with asyncio.timeout(JOIN_TIMEOUT):
+        while True:
+            frame = json.loads(await socket.recv())
+            if frame.get("type") == "hello":
+                return frame
+            if frame.get("type") == "error":
+                raise RuntimeError(f"refused: {frame.get('code')}")
 
 
 class Tracker:
@@ -311,6 +326,7 @@ async def run_share(
         by_room.setdefault(room, []).append(client)
     receivers = {room: Receiver(len(members)) for room, members in by_room.items()}
     sockets: dict[int, websockets.ClientConnection] = {}
+    hellos: dict[int, dict] = {}  # the chatroom protocol's, for the trackers
     gate = asyncio.Semaphore(load.connect_concurrency)
 
     async def connect(client: int, room: int) -> None:
@@ -320,7 +336,7 @@ async def run_share(
         async with gate:
             began = time.monotonic_ns()
             try:
-                sockets[client] = await websockets.connect(
+                socket = await websockets.connect(
                     load.urls[client % len(load.urls)].format(room=f"bench-{room}"),
                     origin=load.origin,
                     additional_headers=headers,
@@ -329,11 +345,22 @@ async def run_share(
                     ping_interval=None,
                     max_queue=None,
                 )
-                result.connected += 1
                 result.handshakes_ms.append((time.monotonic_ns() - began) / 1e6)
             except Exception as error:  # counted and reported
                 result.failed += 1
                 result.errors.append(f"connect: {error!r}")
+                return
+        # Outside the gate: the handshakes in flight stay what the load says.
+        try:
+            if load.protocol == "chatroom":
+                hellos[client] = await joined(socket)
+        except Exception as error:
+            result.failed += 1
+            result.errors.append(f"join: {error!r}")
+            await socket.close()
+            return
+        sockets[client] = socket
+        result.connected += 1
 
     connecting = time.monotonic()
     await asyncio.gather(*(connect(client, room) for client, room in share))
@@ -389,6 +416,8 @@ async def run_share(
         if load.track_ids
         else {}
     )
+    for client, tracker in trackers.items():
+        tracker.on_frame(hellos[client])
     stopping = asyncio.Event()
     readers = [
         asyncio.create_task(receive(client, room, member))
