@@ -11,6 +11,10 @@ answer and the consumers to run their disconnect handlers (leaving groups and
 presence) before Daphne cancels what is left. Then it exits, even when
 threads of cancelled HTTP requests are still waiting (plain Daphne can hang
 there after HTTP load).
+
+It also runs Daphne on uvloop, frees closed connections without the cyclic
+garbage collector (chatroom/memory.py), and sends each frame at once instead
+of queueing it for the next turn of the loop (chatroom/transport.py).
 """
 
 import asyncio
@@ -36,6 +40,7 @@ from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import defer, reactor, task
 
 from chatroom.memory import GC_THRESHOLDS, FreedMemoryReturner, set_gc_thresholds
+from chatroom.transport import install_write_at_once
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +146,9 @@ class GracefulCommandLineInterface(CommandLineInterface):
 
 def main() -> None:
     set_gc_thresholds(os.environ.get("DAPHNE_GC_THRESHOLDS", GC_THRESHOLDS))
+    # Frames leave at once instead of waiting for the loop to say the socket
+    # can take them (chatroom/transport.py).
+    install_write_at_once()
     GracefulCommandLineInterface().run(sys.argv[1:])
     # The broadcasts the consumers' database calls handed over still go out:
     # os._exit below skips the atexit hook that would send them.
