@@ -4,16 +4,19 @@ answer. Storage lives in services and selectors, the channel layer in events.
 """
 
 import asyncio
+import functools
 import logging
 import time
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 
 from . import events, protocol, selectors, services
+from .dispatching import dispatch_messages
 from .errors import ChatError
 from .middleware import AUTH_UNAVAILABLE
 from .outages import database_call
@@ -91,8 +94,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.present = True
 
     async def __call__(self, scope, receive, send) -> None:
+        # AsyncConsumer.__call__, with a lighter loop than await_many_dispatch
+        # around dispatch() (chat.dispatching).
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
         try:
-            await super().__call__(scope, receive, send)
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(
+                self.channel_layer.receive, self.channel_name
+            )
+            await dispatch_messages([receive, self.channel_receive], self.dispatch)
         finally:
             channel_name = getattr(self, "channel_name", None)
             if channel_name is not None:

@@ -31,8 +31,9 @@ export DB_POOL_TIMEOUT="${DB_POOL_TIMEOUT:-2}"
 # --application-close-timeout: seconds a consumer has to finish after its
 #   client has gone. When 10,000 clients drop at once (a network blip) their
 #   disconnects queue on the process's one Redis pub/sub connection and take
-#   several seconds; a consumer killed before its turn would leave its
-#   subscriptions behind (chatroom/tests/test_load.py).
+#   several seconds. A consumer killed before its turn still leaves its groups
+#   and presence and unsubscribes (chatroom/tests/test_load.py), but one that
+#   finishes unhurried is the normal case.
 # chatroom.wsserver is Daphne's command line with a clean stop: on SIGTERM every
 # socket gets a close frame (1001) and DAPHNE_SHUTDOWN_TIMEOUT seconds to go.
 exec python -m chatroom.wsserver "${listen[@]}" \
