@@ -65,13 +65,15 @@ system-packages:
 bench: install-dev system-packages
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-## Where one Daphne process spends its time (py-spy): one room of 200 clients,
-## and 100 rooms of 10, each near the rate it sustains. Where a gunicorn worker
-## spends the history API's CPU (py-spy), and whose objects an idle socket's
-## memory is, the project's against the tutorial's (tracemalloc).
+## Where one Daphne process spends its time (py-spy), and who uses the machine's
+## cores meanwhile: one room of 200 clients at the rate it sustains, and 100
+## rooms of 10 at the first rate it does not (docs/benchmarks.md). Where a
+## gunicorn worker spends the history API's CPU (py-spy), whose objects an idle
+## socket's memory is, and a handshake's CPU, the project's against the
+## tutorial's (tracemalloc, py-spy).
 bench-profile: install-dev
 	$(BIN)/python -m bench.profile --rate 40 --output docs/benchmarks/profile-fanout.txt
-	$(BIN)/python -m bench.profile --rooms 100 --clients 10 --rate 200 \
+	$(BIN)/python -m bench.profile --rooms 100 --clients 10 --rate 400 \
 		--output docs/benchmarks/profile-rooms.txt
 	$(BIN)/python -m bench.profile_http --output docs/benchmarks/profile-http.txt
 	$(BIN)/python -m bench.profile_memory --output docs/benchmarks/profile-memory.txt

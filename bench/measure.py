@@ -1,7 +1,7 @@
 """
 What a server costs while it works: CPU (percent of one core) and peak memory
-of a process and its children, sampled in a thread, and Redis's own CPU and
-memory from INFO.
+of a process and its children, sampled in a thread; Redis's own CPU and
+memory from INFO; and the whole machine's CPU, split by who used it.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 import redis
@@ -108,3 +109,72 @@ class RedisMeter:
             ),
             "redis_peak_mb": round(self._memory / 2**20, 1),
         }
+
+
+class MachineMeter:
+    """The whole machine's CPU over a window, split by who used it: each
+    process is put in the first group whose test it passes, or "other".
+
+    `groups` maps a name to a test of a psutil.Process. Processes that start
+    or end inside the window count only what they used while both snapshots
+    saw them; the machine's busy time (from /proc/stat) counts everything."""
+
+    def __init__(self, groups: dict[str, Callable[[psutil.Process], bool]]):
+        self.groups = groups
+        self._start: dict[int, tuple[str, float]] = {}
+        self._busy_start = 0.0
+        self._wall = 0.0
+        self.percent: dict[str, float] = {}
+        self.busy_percent = 0.0
+        self.interrupts_percent = 0.0
+        self._interrupts_start = 0.0
+
+    def _group(self, process: psutil.Process) -> str:
+        for name, test in self.groups.items():
+            with contextlib.suppress(psutil.Error):
+                if test(process):
+                    return name
+        return "other"
+
+    def _snapshot(self) -> dict[int, tuple[str, float]]:
+        seen = {}
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                seen[process.pid] = (
+                    self._group(process),
+                    times.user + times.system,
+                )
+        return seen
+
+    @staticmethod
+    def _busy() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    @staticmethod
+    def _interrupts() -> float:
+        times = psutil.cpu_times()
+        return getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
+
+    def __enter__(self) -> MachineMeter:
+        self._start = self._snapshot()
+        self._busy_start = self._busy()
+        self._interrupts_start = self._interrupts()
+        self._wall = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.monotonic() - self._wall
+        busy = self._busy() - self._busy_start
+        used: dict[str, float] = dict.fromkeys([*self.groups, "other"], 0.0)
+        for pid, (group, cpu) in self._snapshot().items():
+            if pid in self._start:
+                used[group] += max(0.0, cpu - self._start[pid][1])
+        self.percent = {name: round(100 * s / wall, 1) for name, s in used.items()}
+        self.busy_percent = round(100 * busy / wall, 1)
+        # The kernel's work for no process in particular: receiving and sending
+        # the sockets' packets, mostly.
+        self.interrupts_percent = round(
+            100 * (self._interrupts() - self._interrupts_start) / wall, 1
+        )

@@ -1,12 +1,15 @@
 """
-Where a Daphne process of the project spends its time under load: py-spy
-samples it while the load generator runs a scenario, and the busiest frames of
-its event loop thread and of its database thread go to a text file.
+Where a Daphne process of the project spends its time under load: while the
+load generator's clients send, py-spy samples the process, and a text file
+gets the busiest frames of its event loop thread and of its database thread,
+and who used the machine's cores meanwhile (Daphne, its clients, PostgreSQL,
+Redis, py-spy).
 
     python -m bench.profile                       # fan-out, 200 clients, 4,000/s
-    python -m bench.profile --rooms 100 --clients 10 --rate 200
+    python -m bench.profile --rooms 100 --clients 10 --rate 400
 
-`make bench-profile` writes docs/benchmarks/profile-fanout.txt.
+`make bench-profile` writes docs/benchmarks/profile-fanout.txt and
+profile-rooms.txt.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
-from .loadgen import Load, run
+import psutil
+
+from .loadgen import Holding, Load, hold
+from .measure import MachineMeter
 from .run import RESULTS
 from .targets import BASE_DIR, BIN, Project, fresh_database
 
@@ -28,6 +35,32 @@ THREADS = {
     "event loop": "AsyncioSelectorReactor.run",
     "database (sync_to_async)": "SyncToAsync.thread_handler",
 }
+
+
+# Load.start() sets the clients' common start this long after they are in.
+SEND_DELAY = 0.5
+
+
+def machine_meter(
+    target: Project, holding: Holding, recorder: subprocess.Popen
+) -> MachineMeter:
+    """Who uses the machine's CPU: the Daphne process, its clients, the
+    database and Redis it talks to, and py-spy itself."""
+    daphne = set(target.pids)
+    clients = set(holding.pids)
+
+    def named(*names: str):
+        return lambda process: process.name() in names
+
+    return MachineMeter(
+        {
+            "Daphne": lambda process: process.pid in daphne,
+            "load generator": lambda process: process.pid in clients,
+            "PostgreSQL": named("postgres", "postmaster"),
+            "Redis": named("redis-server"),
+            "py-spy": lambda process: process.pid == recorder.pid,
+        }
+    )
 
 
 def busiest(samples: Path, marker: str, top: int) -> tuple[int, list[str]]:
@@ -78,21 +111,29 @@ def main() -> None:
     target.start(logs, clients=args.rooms * args.clients)
     with tempfile.TemporaryDirectory() as scratch:
         samples = Path(scratch) / "samples.txt"
-        recorder = subprocess.Popen(
-            [py_spy, "record", "--pid", str(target.pids[0]), "--rate", "200",
-             "--format", "raw", "--output", str(samples), "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        load = Load(
+            urls=target.urls, protocol=target.protocol, rooms=args.rooms,
+            clients=args.clients, rate=args.rate, duration=args.seconds,
+            cookies=target.cookies, origin=target.origin,
         )  # fmt: skip
         try:
-            load = Load(
-                urls=target.urls, protocol=target.protocol, rooms=args.rooms,
-                clients=args.clients, rate=args.rate, duration=args.seconds,
-                cookies=target.cookies, origin=target.origin,
-            )  # fmt: skip
-            summary = run(load).summary()
+            with hold(load) as holding:
+                # Sending starts half a second after every client is in.
+                time.sleep(SEND_DELAY)
+                recorder = subprocess.Popen(
+                    [py_spy, "record", "--pid", str(target.pids[0]), "--rate",
+                     "200", "--format", "raw", "--output", str(samples),
+                     "--nonblocking"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                try:
+                    with machine_meter(target, holding, recorder) as machine:
+                        time.sleep(args.seconds)
+                finally:
+                    recorder.send_signal(signal.SIGINT)  # py-spy writes what it has
+                    recorder.wait(timeout=60)
+                summary = holding.release().summary()
         finally:
-            recorder.send_signal(signal.SIGINT)  # py-spy writes what it has
-            recorder.wait(timeout=60)
             target.stop()
         report = [
             f"# py-spy profile of one Daphne process: {args.rooms} room(s) x "
@@ -103,8 +144,20 @@ def main() -> None:
                 f"{key} {summary[key]}"
                 for key in ("connected", "delivered", "lost", "p50_ms", "p99_ms")
             ),
-            "# each line: the share of the thread's samples whose stack holds the "
-            "frame (connecting and draining included)",
+            "# sampled while the clients send (not while they connect or drain)",
+            "",
+            f"## the machine's {psutil.cpu_count()} cores: "
+            f"{machine.busy_percent:g}% of one core busy",
+            *(
+                f"{percent:6.1f}%  {name}"
+                for name, percent in sorted(
+                    machine.percent.items(), key=lambda item: -item[1]
+                )
+            ),
+            f"{machine.interrupts_percent:6.1f}%  interrupts (the sockets' packets)",
+            "",
+            "# each line below: the share of the thread's samples whose stack "
+            "holds the frame",
         ]  # fmt: skip
         for thread, marker in THREADS.items():
             total, lines = busiest(samples, marker, args.top)

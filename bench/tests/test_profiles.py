@@ -1,9 +1,10 @@
 """
 The profilers of `make bench-profile` that explain the targets out of reach, on
-tiny runs so that they do not rot: the history API's CPU split into its phases
-(py-spy on a gunicorn worker), an idle socket's memory by package
-(tracemalloc in Daphne) and a handshake's CPU by package (py-spy in Daphne),
-each against its baseline.
+tiny runs so that they do not rot: a Daphne process's busiest frames under a
+room's load, and who used the machine meanwhile (py-spy, psutil); the history
+API's CPU split into its phases (py-spy on a gunicorn worker), an idle
+socket's memory by package (tracemalloc in Daphne) and a handshake's CPU by
+package (py-spy in Daphne), each against its baseline.
 """
 
 import os
@@ -39,6 +40,41 @@ def cpu_ms(section: str, phase: str) -> float:
     found = re.search(rf"^\s*([\d.]+) ms  +{re.escape(phase)}", section, re.MULTILINE)
     assert found, (phase, section)
     return float(found.group(1))
+
+
+def test_the_load_profile_shows_daphnes_threads_and_who_used_the_machine(tmp_path):
+    report = profile(
+        "bench.profile", tmp_path / "rooms.txt",
+        "--rooms", "4", "--clients", "5", "--rate", "80", "--seconds", "3",
+    )  # fmt: skip
+    load = re.search(
+        r"^# load: connected (\d+), delivered (\d+), lost (\d+)", report, re.MULTILINE
+    )
+    assert load, report
+    connected, delivered, lost = map(int, load.groups())
+    assert (connected, lost) == (20, 0) and delivered >= 1000, report
+
+    parts = sections(report)
+    [machine] = [
+        body for title, body in parts.items() if title.startswith("the machine")
+    ]
+    used = {
+        name: float(percent)
+        for percent, name in re.findall(r"^\s*([\d.]+)%  (.+)$", machine, re.MULTILINE)
+    }
+    # Every message is stored, relayed through Redis and sent by Daphne to the
+    # clients, who sent it: each of them worked while they sent.
+    for name in ("Daphne", "load generator", "PostgreSQL", "Redis"):
+        assert used[name] > 0, (name, machine)
+    # No CPU second is counted twice: the groups fit in the machine's busy time
+    # (give or take a clock tick, 10 ms, per process and end).
+    busy = float(re.search(r": ([\d.]+)% of one core busy", report).group(1))
+    assert sum(used.values()) <= busy + 10, report
+
+    loop = parts[next(title for title in parts if title.startswith("event loop"))]
+    database = parts[next(title for title in parts if title.startswith("database"))]
+    assert "ChatConsumer.chat_message" in loop, loop
+    assert "message_create" in database, database
 
 
 def test_the_http_profile_splits_a_request_into_its_phases(tmp_path):
