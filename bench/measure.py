@@ -115,19 +115,16 @@ class MachineMeter:
     """The whole machine's CPU over a window, split by who used it: each
     process is put in the first group whose test it passes, or "other".
 
-    `groups` maps a name to a test of a psutil.Process. Processes that start
-    or end inside the window count only what they used while both snapshots
-    saw them; the machine's busy time (from /proc/stat) counts everything."""
+    `groups` maps a name to a test of a psutil.Process. A process that starts
+    or ends inside the window is left out of the groups; the machine's busy
+    time (from /proc/stat) counts everything."""
 
     def __init__(self, groups: dict[str, Callable[[psutil.Process], bool]]):
         self.groups = groups
-        self._start: dict[int, tuple[str, float]] = {}
-        self._busy_start = 0.0
-        self._wall = 0.0
+        self._start: dict[int, float] = {}
+        self._busy_start = self._interrupts_start = self._wall = 0.0
         self.percent: dict[str, float] = {}
-        self.busy_percent = 0.0
-        self.interrupts_percent = 0.0
-        self._interrupts_start = 0.0
+        self.busy_percent = self.interrupts_percent = 0.0
 
     def _group(self, process: psutil.Process) -> str:
         for name, test in self.groups.items():
@@ -136,45 +133,39 @@ class MachineMeter:
                     return name
         return "other"
 
-    def _snapshot(self) -> dict[int, tuple[str, float]]:
+    @staticmethod
+    def _cpu_by_process() -> dict[int, tuple[psutil.Process, float]]:
         seen = {}
         for process in psutil.process_iter():
             with contextlib.suppress(psutil.Error):
                 times = process.cpu_times()
-                seen[process.pid] = (
-                    self._group(process),
-                    times.user + times.system,
-                )
+                seen[process.pid] = (process, times.user + times.system)
         return seen
 
     @staticmethod
-    def _busy() -> float:
+    def _busy_and_interrupts() -> tuple[float, float]:
+        # Not idle, not waiting for a disk, not taken by the hypervisor (steal).
         times = psutil.cpu_times()
-        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
-
-    @staticmethod
-    def _interrupts() -> float:
-        times = psutil.cpu_times()
-        return getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
+        interrupts = getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
+        return times.user + times.nice + times.system + interrupts, interrupts
 
     def __enter__(self) -> MachineMeter:
-        self._start = self._snapshot()
-        self._busy_start = self._busy()
-        self._interrupts_start = self._interrupts()
+        self._start = {pid: cpu for pid, (_, cpu) in self._cpu_by_process().items()}
+        self._busy_start, self._interrupts_start = self._busy_and_interrupts()
         self._wall = time.monotonic()
         return self
 
     def __exit__(self, *exc) -> None:
         wall = time.monotonic() - self._wall
-        busy = self._busy() - self._busy_start
+        busy, interrupts = self._busy_and_interrupts()
         used: dict[str, float] = dict.fromkeys([*self.groups, "other"], 0.0)
-        for pid, (group, cpu) in self._snapshot().items():
+        for pid, (process, cpu) in self._cpu_by_process().items():
             if pid in self._start:
-                used[group] += max(0.0, cpu - self._start[pid][1])
+                used[self._group(process)] += max(0.0, cpu - self._start[pid])
         self.percent = {name: round(100 * s / wall, 1) for name, s in used.items()}
-        self.busy_percent = round(100 * busy / wall, 1)
+        self.busy_percent = round(100 * (busy - self._busy_start) / wall, 1)
         # The kernel's work for no process in particular: receiving and sending
         # the sockets' packets, mostly.
         self.interrupts_percent = round(
-            100 * (self._interrupts() - self._interrupts_start) / wall, 1
+            100 * (interrupts - self._interrupts_start) / wall, 1
         )

@@ -45,14 +45,14 @@ def cpu_ms(section: str, phase: str) -> float:
 def test_the_load_profile_shows_daphnes_threads_and_who_used_the_machine(tmp_path):
     report = profile(
         "bench.profile", tmp_path / "rooms.txt",
-        "--rooms", "4", "--clients", "5", "--rate", "80", "--seconds", "3",
+        "--rooms", "4", "--clients", "5", "--rate", "160", "--seconds", "3",
     )  # fmt: skip
     load = re.search(
         r"^# load: connected (\d+), delivered (\d+), lost (\d+)", report, re.MULTILINE
     )
     assert load, report
     connected, delivered, lost = map(int, load.groups())
-    assert (connected, lost) == (20, 0) and delivered >= 1000, report
+    assert (connected, lost) == (20, 0) and delivered >= 2000, report
 
     parts = sections(report)
     [machine] = [
@@ -66,10 +66,11 @@ def test_the_load_profile_shows_daphnes_threads_and_who_used_the_machine(tmp_pat
     # clients, who sent it: each of them worked while they sent.
     for name in ("Daphne", "load generator", "PostgreSQL", "Redis"):
         assert used[name] > 0, (name, machine)
-    # No CPU second is counted twice: the groups fit in the machine's busy time
-    # (give or take a clock tick, 10 ms, per process and end).
+    # No CPU second is counted twice: the groups fit in the machine's busy time,
+    # give or take what separates the kernel's per-process accounting from its
+    # per-tick count of the whole machine (3-5% of a core here).
     busy = float(re.search(r": ([\d.]+)% of one core busy", report).group(1))
-    assert sum(used.values()) <= busy + 10, report
+    assert sum(used.values()) <= busy + 15, report
 
     loop = parts[next(title for title in parts if title.startswith("event loop"))]
     database = parts[next(title for title in parts if title.startswith("database"))]
