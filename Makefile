@@ -66,8 +66,9 @@ bench: install-dev system-packages
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## Where one Daphne process spends its time (py-spy), and who uses the machine's
-## cores meanwhile: one room of 200 clients at the rate it sustains, and 100
-## rooms of 10 at the first rate it does not (docs/benchmarks.md). Where a
+## cores meanwhile: one room of 200 clients at 8,000 deliveries/s, which it
+## sustains, and 100 rooms of 10 at 400 messages/s, which one process sustained
+## in some runs and not in others (bench/LEVERS.md). Where a
 ## gunicorn worker spends the history API's CPU (py-spy), whose objects an idle
 ## socket's memory is, and a handshake's CPU, the project's against the
 ## tutorial's (tracemalloc, py-spy).

@@ -45,6 +45,8 @@ NS = 1_000_000_000
 TRACK_GRACE = 30
 # Seconds a chatroom socket may take from its handshake to its hello frame.
 JOIN_TIMEOUT = 30
+# Seconds from the last client's connection to the first message sent.
+START_DELAY = 0.5
 
 
 @dataclass
@@ -599,7 +601,7 @@ class _Processes:
             worker.start()
         barrier, go, start_ns = self.gate
         barrier.wait(timeout=120 + len(self.clients) / 20)
-        start_ns.value = time.monotonic_ns() + NS // 2
+        start_ns.value = time.monotonic_ns() + int(START_DELAY * NS)
         go.set()
 
     def collect(self, timeout: float) -> Result:

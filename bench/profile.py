@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from .loadgen import Holding, Load, hold
+from .loadgen import START_DELAY, Holding, Load, hold
 from .measure import MachineMeter
 from .run import RESULTS
 from .targets import BASE_DIR, BIN, Project, fresh_database
@@ -35,10 +35,6 @@ THREADS = {
     "event loop": "AsyncioSelectorReactor.run",
     "database (sync_to_async)": "SyncToAsync.thread_handler",
 }
-
-
-# Load.start() sets the clients' common start this long after they are in.
-SEND_DELAY = 0.5
 
 
 def machine_meter(
@@ -118,8 +114,7 @@ def main() -> None:
         )  # fmt: skip
         try:
             with hold(load) as holding:
-                # Sending starts half a second after every client is in.
-                time.sleep(SEND_DELAY)
+                time.sleep(START_DELAY)  # the clients are in; sending starts
                 recorder = subprocess.Popen(
                     [py_spy, "record", "--pid", str(target.pids[0]), "--rate",
                      "200", "--format", "raw", "--output", str(samples),

@@ -35,6 +35,11 @@ def sections(report: str) -> dict[str, str]:
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
+def section_starting(parts: dict[str, str], heading: str) -> str:
+    """The section whose heading begins with `heading` (its figures follow)."""
+    return parts[next(title for title in parts if title.startswith(heading))]
+
+
 def cpu_ms(section: str, phase: str) -> float:
     """The CPU per request the section gives `phase` (a label's first words)."""
     found = re.search(rf"^\s*([\d.]+) ms  +{re.escape(phase)}", section, re.MULTILINE)
@@ -55,9 +60,7 @@ def test_the_load_profile_shows_daphnes_threads_and_who_used_the_machine(tmp_pat
     assert (connected, lost) == (20, 0) and delivered >= 2000, report
 
     parts = sections(report)
-    [machine] = [
-        body for title, body in parts.items() if title.startswith("the machine")
-    ]
+    machine = section_starting(parts, "the machine")
     used = {
         name: float(percent)
         for percent, name in re.findall(r"^\s*([\d.]+)%  (.+)$", machine, re.MULTILINE)
@@ -72,8 +75,8 @@ def test_the_load_profile_shows_daphnes_threads_and_who_used_the_machine(tmp_pat
     busy = float(re.search(r": ([\d.]+)% of one core busy", report).group(1))
     assert sum(used.values()) <= busy + 15, report
 
-    loop = parts[next(title for title in parts if title.startswith("event loop"))]
-    database = parts[next(title for title in parts if title.startswith("database"))]
+    loop = section_starting(parts, "event loop")
+    database = section_starting(parts, "database")
     assert "ChatConsumer.chat_message" in loop, loop
     assert "message_create" in database, database
 
