@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run runserver test stack-test bench bench-profile soak certs system-packages lint format install install-dev clean
+.PHONY: run runserver test lint format install install-dev certs system-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,26 +24,34 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-## Serve HTTP and WebSocket with Daphne (chatroom.asgi), embedded defaults.
+## Serve HTTP and WebSocket on http://$(HOST):$(PORT), with the embedded
+## defaults, through the start script production runs (deploy/start-ws.sh:
+## Daphne with the levers of docs/levers.md).
 run: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/daphne -b $(HOST) -p $(PORT) chatroom.asgi:application
+	PATH="$(abspath $(BIN)):$$PATH" DAPHNE_BIND=$(HOST) DAPHNE_PORT=$(PORT) \
+		DAPHNE_ENDPOINT= deploy/start-ws.sh
 
 ## The WSGI development server: HTTP only, the page falls back to polling.
 runserver: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
+## Lint, then every test (pytest's testpaths in pyproject.toml). PYTEST_ARGS
+## passes options on, e.g. PYTEST_ARGS="-m 'not browser'".
 test: install-dev system-packages lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## Debian packages the tests and benchmarks drive, as command:package: chromium
-## (the browser tests, chat/tests/browser/; Playwright never downloads a
-## browser), wrk and redis-benchmark (bench/), nginx (the fault and load tests put
-## the production nginx locations in front of the servers). Installed when missing and we may
-## (root or passwordless sudo); without them those tests fail with a message
-## saying how to install them.
-SYSTEM_PACKAGES := chromium:chromium wrk:wrk redis-benchmark:redis-tools nginx:nginx
+## Debian packages the tests drive, as command:package: chromium for the
+## browser tests (tests/browser/; Playwright never downloads a browser).
+## Installed when missing and we may (root or passwordless sudo); without them
+## those tests fail with a message saying how to install them.
+SYSTEM_PACKAGES := chromium:chromium
+# lab: begin
+# The lab's too: wrk and redis-benchmark (bench/), nginx (the fault and load
+# tests put the production nginx locations in front of the servers).
+SYSTEM_PACKAGES += wrk:wrk redis-benchmark:redis-tools nginx:nginx
+# lab: end
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
@@ -58,41 +66,6 @@ system-packages:
 			$$sudo apt-get install --yes -qq $$missing; } >/dev/null 2>&1 \
 			|| echo "make: apt-get install$$missing failed"; \
 	fi
-
-## The benchmarks (bench/): the project against the Channels tutorial and a raw
-## websockets server, in one run; writes docs/benchmarks.md. BENCH_ARGS=--full
-## for the longer sweep. Needs the machine's PostgreSQL and Redis (bench/targets.py).
-bench: install-dev system-packages
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
-
-## Where one Daphne process spends its time (py-spy), and who uses the machine's
-## cores meanwhile: one room of 200 clients at 8,000 deliveries/s, which it
-## sustains, and 100 rooms of 10 at 400 messages/s, which one process sustained
-## in some runs and not in others (bench/LEVERS.md). Where a
-## gunicorn worker spends the history API's CPU (py-spy), whose objects an idle
-## socket's memory is, and a handshake's CPU, the project's against the
-## tutorial's (tracemalloc, py-spy).
-bench-profile: install-dev
-	$(BIN)/python -m bench.profile --rate 40 --output docs/benchmarks/profile-fanout.txt
-	$(BIN)/python -m bench.profile --rooms 100 --clients 10 --rate 400 \
-		--output docs/benchmarks/profile-rooms.txt
-	$(BIN)/python -m bench.profile_http --output docs/benchmarks/profile-http.txt
-	$(BIN)/python -m bench.profile_memory --output docs/benchmarks/profile-memory.txt
-	$(BIN)/python -m bench.profile_handshakes \
-		--output docs/benchmarks/profile-handshakes.txt
-
-## A soak (bench/soak.py): clients connect, chat and leave in cycles against one
-## Daphne process; exits non-zero unless its memory, file descriptors and the
-## channel layer's subscriptions in Redis stay flat after warm-up. Three minutes
-## by default; SOAK_ARGS="--duration 14400" for four hours. Writes its samples
-## to bench/results/soak-*.json. Needs the machine's PostgreSQL and Redis.
-soak: install-dev
-	$(BIN)/python -m bench.soak $(SOAK_ARGS)
-
-## The production compose stack on a real Docker engine (installed and started
-## if missing; stand-in images when no registry answers). See docs/deploy.md.
-stack-test: install-dev
-	PYTEST=$(BIN)/pytest deploy/stack-test.sh $(PYTEST_ARGS)
 
 ## A self-signed certificate for trying the compose stack on localhost.
 certs: deploy/certs/fullchain.pem
@@ -113,3 +86,53 @@ format: install-dev
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+# lab: begin
+
+# --- The lab: this repository's own targets, not in generated projects ------------
+
+.PHONY: template stack-test bench bench-profile bench-levers soak
+
+## The project template: dist/chatroom-template.zip, and the startproject
+## command that makes a project of it (lab/template.py).
+template:
+	$(PYTHON) -m lab.template
+
+## The production compose stack of a project generated from the template, on a
+## real Docker engine (installed and started if missing; stand-in base images
+## when no registry answers). See lab/stack/.
+stack-test: install-dev
+	PYTEST=$(abspath $(BIN))/pytest lab/stack/stack-test.sh $(PYTEST_ARGS)
+
+## The benchmarks (bench/): the project against the Channels tutorial and a raw
+## websockets server, in one run; writes docs/benchmarks.md. BENCH_ARGS=--full
+## for the longer sweep. Needs the machine's PostgreSQL and Redis (bench/targets.py).
+bench: install-dev system-packages
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## Profiles behind the benchmarks' figures (bench/LEVERS.md): one Daphne
+## process under fan-out and under many rooms, and who uses the machine's cores
+## meanwhile; a gunicorn worker's history API; an idle socket's memory; a
+## handshake's CPU, the project's against the tutorial's.
+bench-profile: install-dev
+	$(BIN)/python -m bench.profile --rate 40 --output docs/benchmarks/profile-fanout.txt
+	$(BIN)/python -m bench.profile --rooms 100 --clients 10 --rate 400 \
+		--output docs/benchmarks/profile-rooms.txt
+	$(BIN)/python -m bench.profile_http --output docs/benchmarks/profile-http.txt
+	$(BIN)/python -m bench.profile_memory --output docs/benchmarks/profile-memory.txt
+	$(BIN)/python -m bench.profile_handshakes \
+		--output docs/benchmarks/profile-handshakes.txt
+
+## What each speed lever gains (bench/levers.py): one Daphne process with every
+## lever on against the same with one off, interleaved rounds; writes
+## docs/benchmarks/levers.txt, which docs/levers.md quotes.
+bench-levers: install-dev
+	$(BIN)/python -m bench.levers --rounds 4 --output docs/benchmarks/levers.txt
+
+## A soak (bench/soak.py): clients connect, chat and leave in cycles against one
+## Daphne process; exits non-zero unless its memory, file descriptors and the
+## channel layer's subscriptions in Redis stay flat after warm-up. Three minutes
+## by default; SOAK_ARGS="--duration 14400" for four hours. Needs the machine's
+## PostgreSQL and Redis.
+soak: install-dev
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+# lab: end

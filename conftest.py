@@ -1,6 +1,5 @@
 """Fixtures shared by every test: users, rooms, logged-in clients and sockets."""
 
-import json
 import os
 from collections.abc import AsyncIterator, Callable
 
@@ -14,12 +13,26 @@ from django.test import Client
 from chat import services
 from chat.models import Room
 
-REQUIRE_SERVICES = os.environ.get("CHATROOM_REQUIRE_SERVICES") == "1"
+# lab: begin
+# The lab's figures (lab/figures.py): its reliability tests and benchmarks
+# report what they measured.
+pytest_plugins = ["lab.figures"]
+# lab: end
+
+REQUIRE_SERVICES = os.environ.get("TESTS_REQUIRE_SERVICES") == "1"
 PASSWORD = "a-long-test-password-42"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip tests whose services are not configured; in CI (REQUIRE_SERVICES) fail."""
+    """Mark the system suites by where they live (tests/ starts real servers,
+    tests/browser/ drives Chromium too); skip tests whose services are not
+    configured, or, with TESTS_REQUIRE_SERVICES=1 (CI), fail."""
+    system_tests = config.rootpath / "tests"
+    for item in items:
+        if item.path.is_relative_to(system_tests):
+            item.add_marker(pytest.mark.system)
+            if item.path.is_relative_to(system_tests / "browser"):
+                item.add_marker(pytest.mark.browser)
     missing = {"redis": [] if settings.REDIS_URL else ["REDIS_URL"]}
     missing["services"] = missing["redis"] + (
         [] if _uses_postgresql() else ["DATABASE_URL (PostgreSQL)"]
@@ -29,7 +42,7 @@ def pytest_collection_modifyitems(config, items):
             if names and item.get_closest_marker(marker):
                 if REQUIRE_SERVICES:
                     raise pytest.UsageError(
-                        f"CHATROOM_REQUIRE_SERVICES=1 but {item.nodeid} needs "
+                        f"TESTS_REQUIRE_SERVICES=1 but {item.nodeid} needs "
                         f"{', '.join(names)}"
                     )
                 item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(names)}"))
@@ -141,6 +154,28 @@ def fresh_rate_limits(settings):
 
 
 @pytest.fixture(autouse=True)
+def fresh_socket_counts():
+    """Every test starts with no socket counted and no typing notice
+    remembered, whatever an earlier test, or an earlier run killed mid-way,
+    left in Redis under the same user ids."""
+    from chat import presence
+
+    presence._memory_store.user_sockets.clear()
+    presence._memory_store.typing.clear()
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        try:
+            for kind in ("sockets", "typing"):
+                pattern = f"{settings.REDIS_PREFIX}:{kind}:*"
+                for key in client.scan_iter(match=pattern, count=1000):
+                    client.delete(key)
+        finally:
+            client.close()
+
+
+@pytest.fixture(autouse=True)
 def database_breaker_closed():
     """A test that takes the database down leaves no open breaker behind."""
     from chat.outages import database_breaker
@@ -153,34 +188,3 @@ def database_breaker_closed():
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-# --- Figures -----------------------------------------------------------------
-
-# Measurements the reliability tests report (docs/reliability.md): printed in a
-# "figures" section at the end of the run, and written as JSON lines to
-# $CHATROOM_FIGURES_FILE when it is set.
-_FIGURES: list[dict] = []
-
-
-@pytest.fixture
-def figure(request) -> Callable:
-    """figure("handshakes refused", "20 of 20") records one measured figure."""
-
-    def record(name: str, value: object) -> None:
-        _FIGURES.append({"test": request.node.nodeid, "name": name, "value": value})
-
-    return record
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not _FIGURES:
-        return
-    terminalreporter.section("figures")
-    for item in _FIGURES:
-        terminalreporter.write_line(f"{item['test']}: {item['name']}: {item['value']}")
-    path = os.environ.get("CHATROOM_FIGURES_FILE")
-    if path:
-        with open(path, "a", encoding="utf-8") as out:
-            for item in _FIGURES:
-                out.write(json.dumps(item, default=str) + "\n")

@@ -15,7 +15,7 @@ With several --url, the clients are dealt over the servers in turn, as a load
 balancer in front of them would.
 
 Two extras, off unless asked for (bench/run.py uses neither), serve the load
-tests (chatroom/tests/test_load*.py) and the soak (bench/soak.py):
+tests (lab/test_load*.py) and the soak (bench/soak.py):
 `Load.track_ids` makes every chatroom client keep the ids it holds and fill
 the gaps it notices with `resume`, as the room page does; `hold()` keeps the
 clients connected until the caller releases them or kills their processes.

@@ -39,7 +39,8 @@ PHASES = {
     "Django's handler, middleware and view": DJANGO,
     "  the user's load (auth.get_user)": "get_user (django/contrib/auth/__init__.py",
     "    the session's load": "SessionStore.load (django/contrib/sessions/backends/",
-    "  the page (selectors.message_rows)": "message_rows (chat/selectors.py",
+    "  the room's lookup (selectors.room_get)": "room_get (chat/selectors.py",
+    "  the page (selectors.message_list)": "message_list (chat/selectors.py",
     "  the JSON response": "JsonResponse.__init__ (django/http/response.py",
 }
 # Each sample stops the worker to read its stack: 250 a second cost it little.

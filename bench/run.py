@@ -38,7 +38,7 @@ RESULTS = BASE_DIR / "bench" / "results"
 P99_LIMIT_MS = 100
 STEP_ATTEMPTS = 2  # a step that fails is run once more before it counts as failed
 # After a churn wave: disconnect handlers finish, and Daphne hands the memory
-# the sockets freed back to the system (chatroom/memory.py).
+# the sockets freed back to the system (levers/memory.py).
 CHURN_SETTLE_SECONDS = 6
 LOAD_PROCESSES = default_processes()
 # What each step prints while the run goes on (the report has every figure).
@@ -159,14 +159,15 @@ def websocket_scenarios(target: Target, plan: Plan, log_dir: Path) -> list[dict]
     rooms, per_room = plan.rooms
     target.start(log_dir, clients=max([*plan.fanout_clients, rooms * per_room]))
     try:
-        for clients in plan.fanout_clients:
+        for clients in plan.fanout_clients if "fanout" in target.scenarios else []:
             rows += step_up(
                 target, f"fanout-{clients}", plan, 1, clients, plan.fanout_steps,
                 lambda deliveries, c=clients: deliveries / c,
             )  # fmt: skip
-        rows += step_up(
-            target, "rooms", plan, rooms, per_room, plan.rooms_steps, lambda r: r
-        )
+        if "rooms" in target.scenarios:
+            rows += step_up(
+                target, "rooms", plan, rooms, per_room, plan.rooms_steps, lambda r: r
+            )
     finally:
         target.stop()
     return rows

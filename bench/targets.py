@@ -73,6 +73,8 @@ class Target:
     processes: list[subprocess.Popen] = field(default_factory=list)
     cookies: list[str] = field(default_factory=list)
     log: Path | None = None
+    # The WebSocket scenarios it runs (bench/run.py).
+    scenarios: tuple[str, ...] = ("fanout", "rooms")
 
     @property
     def urls(self) -> list[str]:
@@ -143,6 +145,8 @@ class Project(Target):
     # check them.
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(50))
     redis_prefix: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:6]}")
+    # Variables on top of the production ones: LEVER_X="off" runs without a lever.
+    variables: dict[str, str] = field(default_factory=dict)
 
     def environment(self) -> dict[str, str]:
         return {
@@ -159,6 +163,7 @@ class Project(Target):
             # A few load-generator users send what a crowd would: the per-user
             # rate limit would measure itself, not the chat.
             "CHAT_MESSAGE_RATE_LIMIT": "",
+            **self.variables,
         }
 
     def command(self, port):
@@ -217,6 +222,16 @@ def all_targets() -> list[Target]:
             "chatroom",
             f"chatroom, {cores} Daphne processes",
             count=cores,
+        ),
+        # The same process writing each message with the ORM's transaction
+        # instead of the one hand-written statement (chat/managers.py): what
+        # the statement gains, where it can gain, the rooms scenario.
+        Project(
+            "project-orm",
+            "chatroom",
+            "chatroom, 1 Daphne process, ORM writes",
+            variables={"CHAT_MESSAGE_WRITE": "orm"},
+            scenarios=("rooms",),
         ),
         Tutorial("tutorial-redis", "tutorial", "tutorial consumer, RedisChannelLayer"),
         Tutorial(

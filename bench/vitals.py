@@ -1,6 +1,6 @@
 """
 The vital signs of a long-running Daphne process and of its channel layer, for
-the load tests (chatroom/tests/test_load*.py) and the soak (bench/soak.py).
+the load tests (lab/test_load*.py) and the soak (bench/soak.py).
 
 The process: resident memory, open file descriptors, threads and the client
 sockets it holds. The channel layer (channels_redis' RedisPubSubChannelLayer):

@@ -10,9 +10,8 @@ class RoomAdmin(admin.ModelAdmin):
     search_fields = ["title", "slug"]
     prepopulated_fields = {"slug": ["title"]}
     readonly_fields = ["last_message_id"]
-    # Removing a member here does not close their open sockets (the room page
-    # does, through chat.services.room_member_remove); they are refused on their
-    # next connect.
+    # Removing a member here closes their open sockets in the room at once, as
+    # every change of the members does (chat.signals).
     raw_id_fields = ["created_by", "members"]
 
 

@@ -24,12 +24,11 @@ def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
                 "Log in to read and post messages.",
                 http_status=401,
             )
-        if request.method == "GET":
-            # Looks the room up itself, in the same query as the page.
-            return _history(request, slug)
         room = selectors.room_get(slug=slug, user=request.user)
         if room is None:
-            raise _room_not_found()
+            raise ChatError("room_not_found", "There is no such room.", http_status=404)
+        if request.method == "GET":
+            return _history(request, room)
         if request.method == "POST":
             return _post(request, room)
         raise ChatError("method_not_allowed", "Use GET or POST.", http_status=405)
@@ -49,29 +48,15 @@ def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
         return JsonResponse({"error": error.as_dict()}, status=error.http_status)
 
 
-def _room_not_found() -> ChatError:
-    return ChatError("room_not_found", "There is no such room.", http_status=404)
-
-
-def _history(request: HttpRequest, slug: str) -> JsonResponse:
-    try:
-        after = _message_id_param(request.GET, "after")
-        before = _message_id_param(request.GET, "before")
-        if after is not None and before is not None:
-            raise ChatError("invalid_cursor", 'Use "before" or "after", not both.')
-        limit = _limit_param(request.GET)
-    except ChatError:
-        # A missing room is a 404 whatever the parameters, as for any method.
-        if not selectors.room_exists(slug=slug, user=request.user):
-            raise _room_not_found() from None
-        raise
-    page = selectors.message_rows(
-        slug=slug, user=request.user, after=after, before=before, limit=limit
+def _history(request: HttpRequest, room: Room) -> JsonResponse:
+    after = _message_id_param(request.GET, "after")
+    before = _message_id_param(request.GET, "before")
+    if after is not None and before is not None:
+        raise ChatError("invalid_cursor", 'Use "before" or "after", not both.')
+    page = selectors.message_list(
+        room=room, after=after, before=before, limit=_limit_param(request.GET)
     )
-    if page is None:
-        raise _room_not_found()
-    # The room matched `slug` exactly, so `slug` is its slug.
-    frames = [protocol.message_row_frame(row, room=slug) for row in page.rows]
+    frames = [protocol.message_frame(message) for message in page.messages]
     return JsonResponse({"messages": frames, "has_more": page.has_more})
 
 

@@ -1,66 +1,33 @@
-"""
-System checks of our own: the chat's settings (every `manage.py check`), and the
-deployment checks run by `check --deploy` beside Django's, for the settings that
-only matter once gunicorn and Daphne run side by side.
-"""
+"""The chat's system checks: its settings, on every `manage.py check`."""
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, register
 from limits import parse
 
 
 @register()
 def check_chat_settings(app_configs, **kwargs) -> list[Error]:
-    limit = settings.CHAT_MESSAGE_RATE_LIMIT
-    if not limit:
-        return []
-    try:
-        parse(limit)
-    except ValueError:
-        return [
+    errors = []
+    for name in ("CHAT_MESSAGE_RATE_LIMIT", "CHAT_RESUME_RATE_LIMIT"):
+        limit = getattr(settings, name)
+        try:
+            if limit:
+                parse(limit)
+        except ValueError:
+            errors.append(
+                Error(
+                    f"{name} {limit!r} is not a rate limit.",
+                    hint='Write it like "20 per 10 seconds", or leave it empty '
+                    "for none.",
+                    id="chat.E001",
+                )
+            )
+    if settings.CHAT_MESSAGE_WRITE not in ("statement", "orm"):
+        errors.append(
             Error(
-                f"CHAT_MESSAGE_RATE_LIMIT {limit!r} is not a rate limit.",
-                hint='Write it like "20 per 10 seconds", or leave it empty for none.',
-                id="chat.E001",
-            )
-        ]
-    return []
-
-
-@register(Tags.security, deploy=True)
-def check_shared_backends(app_configs, **kwargs) -> list[Warning]:
-    warnings = []
-    layer = settings.CHANNEL_LAYERS["default"]["BACKEND"]
-    if layer == "channels.layers.InMemoryChannelLayer":
-        warnings.append(
-            Warning(
-                "The in-memory channel layer reaches only the process it runs in: "
-                "messages posted to gunicorn never reach Daphne's sockets, and two "
-                "Daphne processes never see each other's rooms.",
-                hint="Set REDIS_URL.",
-                id="chat.W001",
+                f"CHAT_MESSAGE_WRITE {settings.CHAT_MESSAGE_WRITE!r} is neither "
+                '"statement" nor "orm".',
+                id="chat.E002",
             )
         )
-    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-        warnings.append(
-            Warning(
-                "SQLite is the development database: one writer at a time, on one "
-                "machine, shared by every server process.",
-                hint="Set DATABASE_URL to a PostgreSQL database.",
-                id="chat.W002",
-            )
-        )
-    if settings.SECURE_SSL_REDIRECT and not settings.SECURE_PROXY_SSL_HEADER:
-        warnings.append(
-            Warning(
-                "SECURE_SSL_REDIRECT is on but SECURE_PROXY_SSL_HEADER is not set: "
-                "behind a proxy that terminates TLS (the nginx of deploy/), every "
-                "request looks like plain HTTP and is redirected forever.",
-                hint=(
-                    "Set DJANGO_SECURE_PROXY_SSL_HEADER=true behind nginx, or "
-                    "silence chat.W003 if Django itself receives HTTPS."
-                ),
-                id="chat.W003",
-            )
-        )
-    return warnings
+    return errors

@@ -1,27 +1,34 @@
 """
-The WebSocket side of the chat: parse a frame, call the chat core, send the
-answer. Storage lives in services and selectors, the channel layer in events.
+The WebSocket side of the chat: one ChatConsumer per socket, as in the Channels
+tutorial. It parses a frame, calls the chat core (services for writes,
+selectors for reads, through database_sync_to_async) and sends the answer;
+group membership and broadcasts go through chat.events, the one module that
+talks to the channel layer. The wire protocol is docs/protocol.md.
 """
 
 import asyncio
-import functools
 import logging
 import time
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 
 from . import events, protocol, selectors, services
-from .dispatching import dispatch_messages
+from .access import access_recheck_soon, access_unwatch, access_watch
 from .errors import ChatError
 from .middleware import AUTH_UNAVAILABLE
 from .outages import database_call
-from .presence import presence_join, presence_leave
+from .presence import (
+    presence_join,
+    presence_leave,
+    typing_allowed,
+    user_socket_close,
+    user_socket_open,
+)
 from .protocol import CloseCode
+from .ratelimit import resume_rate_check
 
 logger = logging.getLogger(__name__)
 
@@ -33,121 +40,118 @@ UNAVAILABLE = ChatError(
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    room = None  # set once the socket is in its room; None while refused
-    subscription = None  # (slug, user id) of the groups joined, for disconnect()
+    room = None  # the room, once joined; None while refused or closing
+    counted = False  # among its user's open sockets, to uncount on disconnect
+    joined = False  # in the room's groups, to leave on disconnect
     present = False  # announced in the room's presence
-    gone = False  # the client went away before we heard of it
 
     async def connect(self) -> None:
         # Accept first: an error frame and a close code can only be sent on an
         # open socket, and the code tells the client whether to reconnect.
         await self.accept()
-        user = self.scope["user"]
+        self.user = self.scope["user"]
         if self.scope.get(AUTH_UNAVAILABLE):
-            await self._refuse_unavailable()
+            await self.refuse_unavailable()
             return
-        if not user.is_authenticated:
-            await self._refuse(
+        if not self.user.is_authenticated:
+            await self.refuse(
                 CloseCode.NOT_AUTHENTICATED, "not_authenticated", "Log in to chat."
             )
             return
-        slug = self.scope["url_route"]["kwargs"]["slug"]
+        self.slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
             room = await database_sync_to_async(database_call)(
-                selectors.room_get, slug=slug, user=user
+                selectors.room_get, slug=self.slug, user=self.user
             )
         except DatabaseError as exc:
-            logger.warning("socket for room %r refused: %r", slug, exc)
-            await self._refuse_unavailable()
+            logger.warning("socket for room %r refused: %r", self.slug, exc)
+            await self.refuse_unavailable()
             return
         if room is None:  # or private, and the user is not a member
-            await self._refuse(
+            await self.refuse(
                 CloseCode.ROOM_NOT_FOUND, "room_not_found", "There is no such room."
             )
             return
-        # Set before joining, so that disconnect() undoes a half-made join.
-        self.subscription = (room.slug, user.pk)
+        self.counted = True  # before counting, so that disconnect undoes it
+        sockets = await user_socket_open(
+            user_id=self.user.pk, channel_name=self.channel_name
+        )
+        limit = settings.CHAT_MAX_SOCKETS_PER_USER
+        if limit and sockets is not None and sockets > limit:
+            self.counted = False  # a refused socket takes no place
+            await user_socket_close(
+                user_id=self.user.pk, channel_name=self.channel_name
+            )
+            await self.refuse(
+                CloseCode.TOO_MANY_SOCKETS,
+                "too_many_sockets",
+                f"You have more than {limit} chat tabs open: close some, then "
+                "reload this one.",
+            )
+            return
+        self.joined = True  # before joining, so that disconnect undoes half a join
         try:
             await events.socket_join(
-                slug=room.slug, user_id=user.pk, channel_name=self.channel_name
+                slug=self.slug, user_id=self.user.pk, channel_name=self.channel_name
             )
         except Exception as exc:  # the channel layer is down
-            logger.warning("socket for room %r refused: %r", slug, exc)
-            await self._refuse_unavailable()
+            logger.warning("socket for room %r refused: %r", self.slug, exc)
+            await self.refuse_unavailable()
             return
-
         self.room = room
-        self.username = user.get_username()
         self.last_typing = 0.0
-        await self._send_frame(
+        access_watch(
+            channel_name=self.channel_name,
+            grant=selectors.SocketGrant(
+                user_id=self.user.pk,
+                session_key=self.scope["session"].session_key,
+                session_hash=self.user.get_session_auth_hash(),
+                room_id=room.pk,
+            ),
+            revoke=self.access_revoked,
+        )
+        await self.send_frame(
             {
                 "type": "hello",
                 "room": {"slug": room.slug, "title": room.title},
-                "user": self.username,
+                "user": self.user.get_username(),
                 "last_id": room.last_message_id,
                 "max_body_length": settings.CHAT_MESSAGE_MAX_LENGTH,
             }
         )
         await presence_join(
-            slug=room.slug, channel_name=self.channel_name, username=self.username
+            slug=self.slug,
+            channel_name=self.channel_name,
+            username=self.user.get_username(),
         )
         self.present = True
 
-    async def __call__(self, scope, receive, send) -> None:
-        # AsyncConsumer.__call__, with a lighter loop than await_many_dispatch
-        # around dispatch() (chat.dispatching).
-        self.scope = scope
-        self.base_send = send
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        try:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(
-                self.channel_layer.receive, self.channel_name
-            )
-            await dispatch_messages([receive, self.channel_receive], self.dispatch)
-        finally:
-            channel_name = getattr(self, "channel_name", None)
-            if channel_name is not None:
-                try:
-                    await events.socket_channel_release(channel_name=channel_name)
-                except Exception as exc:  # the channel layer is down
-                    logger.warning("releasing channel %s failed: %r", channel_name, exc)
-
     async def disconnect(self, code: int) -> None:
-        if self.subscription is None:
-            return
-        # Shielded: when thousands of clients drop at once the leaves queue up,
-        # and one that Daphne cancels (--application-close-timeout) still ends,
-        # instead of leaving its subscriptions and presence entry behind.
-        await asyncio.shield(self._leave(*self.subscription))
+        access_unwatch(channel_name=self.channel_name)
+        if self.counted:
+            # Shielded: a consumer that Daphne cancels mid-way (it outlived
+            # --application-close-timeout) still leaves its groups and presence.
+            await asyncio.shield(self.leave())
 
-    async def _leave(self, slug: str, user_id: int) -> None:
-        try:
-            await events.socket_leave(
-                slug=slug, user_id=user_id, channel_name=self.channel_name
-            )
-        except Exception as exc:  # the channel layer is down; nothing to undo
-            logger.warning("leaving room %s failed: %r", slug, exc)
+    async def leave(self) -> None:
+        if self.joined:
+            try:
+                await events.socket_leave(
+                    slug=self.slug, user_id=self.user.pk, channel_name=self.channel_name
+                )
+            except Exception as exc:  # the channel layer is down; nothing to undo
+                logger.warning("leaving room %s failed: %r", self.slug, exc)
         if self.present:
-            await presence_leave(slug=slug, channel_name=self.channel_name)
+            await presence_leave(slug=self.slug, channel_name=self.channel_name)
+        await user_socket_close(user_id=self.user.pk, channel_name=self.channel_name)
 
-    async def dispatch(self, message) -> None:
-        # Channels runs close_old_connections() in its sync thread before every
-        # handler. Every database call here goes through database_sync_to_async,
-        # which already does that on both sides, so skip the per-event thread hop
-        # that would otherwise cost each broadcast recipient.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
-    # --- Client frames -------------------------------------------------------
+    # --- Frames from the client ------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if self.room is None:
-            return  # refused socket, closing
+            return  # refused, closing
         if text_data is None:
-            await self._send_error(
+            await self.send_error(
                 ChatError("binary_not_supported", "Send JSON in text frames.")
             )
             return
@@ -156,59 +160,62 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 text_data, max_length=settings.CHAT_MAX_FRAME_LENGTH
             )
         except ChatError as error:
-            await self._send_error(error)
+            await self.send_error(error)
             return
         if frame.type == "message":
-            await self._on_message(frame.data)
+            await self.receive_message(frame.data)
         elif frame.type == "resume":
-            await self._on_resume(frame.data)
+            await self.receive_resume(frame.data)
         else:
-            await self._on_typing()
+            await self.receive_typing()
 
-    async def _on_message(self, data: dict) -> None:
+    async def receive_message(self, data: dict) -> None:
         client_id = data.get("client_id")
         echo_id = client_id if services.client_id_is_valid(client_id) else None
         try:
             message, created = await database_sync_to_async(database_call)(
                 services.message_create,
                 room=self.room,
-                author=self.scope["user"],
+                author=self.user,
                 body=data.get("body"),
                 client_id=client_id,
             )
         except ChatError as error:
-            await self._send_error(error, client_id=echo_id)
-            if error.code == "room_not_found":  # deleted while we were in it
-                await self._close(CloseCode.ROOM_NOT_FOUND)
+            await self.send_error(error, client_id=echo_id)
+            if error.code == "room_not_found":  # deleted, or we were removed
+                await self.close(code=CloseCode.ROOM_NOT_FOUND)
             return
         except DatabaseError:
-            logger.warning("message from %s not stored", self.username, exc_info=True)
-            await self._send_error(UNAVAILABLE, client_id=echo_id)
+            logger.warning("message from %s not stored", self.user, exc_info=True)
+            await self.send_error(UNAVAILABLE, client_id=echo_id)
             return
         if not created:
             # A retry: the room already has it; answer the sender alone.
-            await self._send_frame(protocol.message_frame(message))
+            await self.send_frame(protocol.message_frame(message))
 
-    async def _on_resume(self, data: dict) -> None:
+    async def receive_resume(self, data: dict) -> None:
         try:
             after = protocol.parse_resume_after(data.get("after"))
+            resume_rate_check(channel_name=self.channel_name)
         except ChatError as error:
-            await self._send_error(error)
+            await self.send_error(error)
             return
-        limit = settings.CHAT_RESUME_MAX_MESSAGES
         try:
             page = await database_sync_to_async(database_call)(
-                selectors.message_list, room=self.room, after=after, limit=limit
+                selectors.message_list,
+                room=self.room,
+                after=after,
+                limit=settings.CHAT_RESUME_MAX_MESSAGES,
             )
         except DatabaseError:
-            logger.warning("resume for %s failed", self.username, exc_info=True)
-            await self._send_error(
+            logger.warning("resume for %s failed", self.user, exc_info=True)
+            await self.send_error(
                 ChatError("resume_failed", "History is unavailable; resume again.")
             )
             return
         for message in page.messages:
-            await self._send_frame(protocol.message_frame(message))
-        await self._send_frame(
+            await self.send_frame(protocol.message_frame(message))
+        await self.send_frame(
             {
                 "type": "resume_done",
                 "after": after,
@@ -218,74 +225,73 @@ class ChatConsumer(AsyncWebsocketConsumer):
             }
         )
 
-    async def _on_typing(self) -> None:
+    async def receive_typing(self) -> None:
         now = time.monotonic()
         if now - self.last_typing < settings.CHAT_TYPING_INTERVAL:
             return
         self.last_typing = now
+        # The same interval per user and room, over all of the user's sockets.
+        if not await typing_allowed(slug=self.room.slug, user_id=self.user.pk):
+            return
         try:
-            await events.user_typing(slug=self.room.slug, username=self.username)
+            await events.user_typing(
+                slug=self.room.slug, username=self.user.get_username()
+            )
         except Exception as exc:  # a lost typing notice is harmless
             logger.warning("typing notice in %s failed: %r", self.room.slug, exc)
 
-    # --- Channel layer events (see chat.events) ------------------------------
+    # --- Events from the channel layer (chat.events) --------------------------
 
-    async def chat_message(self, event) -> None:
+    async def chat_message(self, event: dict) -> None:
+        if self.room is None:  # refused, or access revoked: closing
+            return
         # Events carry their frame encoded once by the sender: forward as is.
         await self.send(text_data=event["text"])
 
     chat_presence = chat_typing = chat_message
 
-    async def chat_close(self, event) -> None:
-        """The user logged out, was deactivated, or left a private room."""
+    async def chat_close(self, event: dict) -> None:
+        """The user logged out of the session this socket was opened with."""
         if self.room is None:  # already closing
             return
-        session_key = event.get("session_key")
-        if session_key and session_key != self.scope["session"].session_key:
-            return
-        if event.get("room") not in (None, self.room.slug):
+        if event["session_key"] != self.scope["session"].session_key:
             return
         self.room = None  # nothing the client sends from now on is served
-        code = event["code"]
-        close_code = (
-            CloseCode.ROOM_NOT_FOUND
-            if code == "room_not_found"
-            else CloseCode.NOT_AUTHENTICATED
-        )
-        await self._refuse(close_code, code, event["detail"])
+        await self.refuse(CloseCode.NOT_AUTHENTICATED, event["code"], event["detail"])
 
-    # --- Helpers -------------------------------------------------------------
+    async def chat_access(self, event: dict) -> None:
+        """The user's account or memberships changed: recheck (chat.access)."""
+        access_recheck_soon(channel_name=self.channel_name)
 
-    async def send(self, text_data=None, bytes_data=None, close=False) -> None:
-        # A broadcast can race its recipient's disconnect: the socket is closed
-        # before Daphne tells the consumer, and the server refuses the frame
-        # (autobahn's Disconnected under Daphne). Nothing is lost that matters:
-        # the message is stored and a client that returns resumes it.
-        if self.gone:
+    async def access_revoked(self, reason: str) -> None:
+        """chat.access found that this socket's grant no longer holds."""
+        if self.room is None:  # already closing
             return
-        try:
-            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
-        except Exception as exc:
-            self.gone = True
-            logger.debug("frame for a closed socket dropped: %r", exc)
+        self.room = None
+        if reason == selectors.ROOM_NOT_FOUND:
+            await self.refuse(
+                CloseCode.ROOM_NOT_FOUND,
+                reason,
+                "You no longer have access to this room.",
+            )
+        else:
+            await self.refuse(
+                CloseCode.NOT_AUTHENTICATED, reason, "Your session has ended."
+            )
 
-    async def _send_frame(self, frame: dict) -> None:
+    # --- Helpers -----------------------------------------------------------------
+
+    async def send_frame(self, frame: dict) -> None:
         await self.send(text_data=protocol.encode(frame))
 
-    async def _send_error(self, error: ChatError, *, client_id: str | None = None):
-        await self._send_frame(protocol.error_frame(error, client_id=client_id))
+    async def send_error(self, error: ChatError, *, client_id: str | None = None):
+        await self.send_frame(protocol.error_frame(error, client_id=client_id))
 
-    async def _refuse(self, code: CloseCode, error_code: str, detail: str) -> None:
-        await self._send_error(ChatError(error_code, detail))
-        await self._close(code)
+    async def refuse(self, code: int, error_code: str, detail: str) -> None:
+        await self.send_error(ChatError(error_code, detail))
+        await self.close(code=code)
 
-    async def _close(self, code: CloseCode) -> None:
-        if self.gone:
-            return
-        # A plain int: autobahn, under Daphne, refuses an IntEnum member.
-        await self.close(code=int(code))
-
-    async def _refuse_unavailable(self) -> None:
-        await self._refuse(
+    async def refuse_unavailable(self) -> None:
+        await self.refuse(
             CloseCode.UNAVAILABLE, "unavailable", "The chat is unavailable; retrying."
         )

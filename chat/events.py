@@ -17,7 +17,6 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from . import protocol
 from .models import Message
@@ -31,6 +30,8 @@ PRESENCE_EVENT = "chat.presence"
 TYPING_EVENT = "chat.typing"
 # Tells a user's sockets to close (chat.consumers.ChatConsumer.chat_close).
 CLOSE_EVENT = "chat.close"
+# Tells a user's sockets to recheck their access (chat.access).
+ACCESS_EVENT = "chat.access"
 
 
 def room_group(slug: str) -> str:
@@ -57,43 +58,33 @@ def message_created(*, message: Message, prev_id: int | None) -> None:
 
 def session_ended(*, user_id: int, session_key: str | None) -> None:
     """Close the sockets opened with this session (the user logged out)."""
-    _sockets_close(
-        user_id,
-        {"session_key": session_key, "code": "not_authenticated"},
-        detail="You have logged out.",
-    )
-
-
-def user_deactivated(*, user_id: int) -> None:
-    """Close every socket of a user whose account was deactivated."""
-    _sockets_close(
-        user_id, {"code": "not_authenticated"}, detail="Your account is disabled."
-    )
-
-
-def member_removed(*, slug: str, user_id: int) -> None:
-    """Close a user's sockets in a private room they are no longer a member of."""
-    _sockets_close(
-        user_id,
-        {"room": slug, "code": "room_not_found"},
-        detail="You are no longer a member of this room.",
-    )
-
-
-def _sockets_close(user_id: int, match: dict[str, Any], *, detail: str) -> None:
-    event = {"type": CLOSE_EVENT, "detail": detail, **match}
-    # If it fails there is nothing to retry with: the sockets stay open until
-    # they next reconnect, when authentication and membership are checked again.
+    event = {
+        "type": CLOSE_EVENT,
+        "session_key": session_key,
+        "code": "not_authenticated",
+        "detail": "You have logged out.",
+    }
+    # If it fails there is nothing to retry with: chat.access closes the sockets
+    # at its next periodic check, the session being gone by then.
     _from_sync(
         get_channel_layer().group_send(user_group(user_id), event),
-        what=f"closing the sockets of user {user_id}",
+        what=f"closing the sockets of a session of user {user_id}",
+    )
+
+
+def user_access_changed(*, user_id: int) -> None:
+    """Have every socket of this user recheck its access now (chat.access):
+    the account or a room membership changed."""
+    _from_sync(
+        get_channel_layer().group_send(user_group(user_id), {"type": ACCESS_EVENT}),
+        what=f"rechecking the sockets of user {user_id}",
     )
 
 
 def broadcasts_flush(*, timeout: float = 5) -> bool:
     """Wait until every broadcast this process handed over from sync code has
     left (or failed); False if `timeout` seconds were not enough. Runs when the
-    process exits (atexit, and chatroom.wsserver before Daphne's exit)."""
+    process exits (atexit; levers.stop runs it before Daphne exits)."""
     return _outbox.flush(timeout=timeout)
 
 
@@ -135,37 +126,6 @@ async def socket_leave(*, slug: str, user_id: int, channel_name: str) -> None:
         layer.group_discard(room_group(slug), channel_name),
         layer.group_discard(user_group(user_id), channel_name),
     )
-
-
-# Rounds of socket_channel_release: each drops one message left in the queue.
-RELEASE_ROUNDS = 10
-
-
-async def socket_channel_release(*, channel_name: str) -> None:
-    """Unsubscribe a finished consumer's own channel, if the layer has not.
-
-    The Redis pub/sub layer unsubscribes a consumer's channel when the
-    consumer's pending receive() on it is cancelled. When a message for the
-    channel and the client's disconnect arrive in the same turn of the loop,
-    Channels handles the disconnect and that receive() has already returned:
-    nothing cancels it, and the subscription and its queue stay for the life
-    of the process (django/channels_redis#276; 100 of 10,000 sockets in
-    chatroom/tests/test_load.py). A receive() cancelled here ends it the way
-    the layer would have.
-    """
-    layer = get_channel_layer()
-    if not isinstance(layer, RedisPubSubChannelLayer):
-        return
-    for _ in range(RELEASE_ROUNDS):
-        if channel_name not in layer.channels:
-            return
-        receiving = asyncio.ensure_future(layer.receive(channel_name))
-        # One turn of the loop: it returns a queued message, or waits for one.
-        await asyncio.sleep(0)
-        receiving.cancel()
-        # asyncio.wait, unlike await, neither raises the inner cancellation
-        # nor cancels the inner task if this one is cancelled.
-        await asyncio.wait({receiving})
 
 
 async def presence_changed(*, slug: str, users: list[str]) -> None:

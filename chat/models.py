@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from .managers import MessageManager
+
 
 class Room(models.Model):
     slug = models.SlugField(max_length=50, unique=True)
@@ -38,7 +40,7 @@ class Message(models.Model):
     # No single-column indexes on the foreign keys: the (room, id) index and the
     # (author, client_id) constraint begin with them and serve the same lookups.
     # A room_id index of its own also let PostgreSQL read a big room whole and
-    # sort it for a history page (chat/tests/test_statements.py).
+    # sort it for a history page (chat/tests/test_history_plan.py).
     room = models.ForeignKey(
         Room, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
@@ -53,6 +55,8 @@ class Message(models.Model):
     # message it already stored instead of storing it twice.
     client_id = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = MessageManager()
 
     class Meta:
         ordering = ["id"]

@@ -29,8 +29,7 @@ class Outbox:
       thread, and the Redis layers keep their connections per loop.
     - The caller does not wait: a Daphne process makes its database calls one
       at a time, in one thread, and waiting there for each publish to come back
-      from Redis took up to 42% of that thread under the many-rooms load
-      (bench/LEVERS.md).
+      from Redis took much of that thread under many busy rooms.
     - One task sends the broadcasts in the order they were handed over, so a
       room's messages leave in the order they were committed.
     """

@@ -1,9 +1,11 @@
 """
-Who is in each room.
+Who is in each room, how many sockets each user has open, and who may say they
+are typing.
 
 With REDIS_URL set, presence lives in Redis so every server process sees the
 same list: one sorted set per room whose members are "<channel>\\t<username>"
-scored by their expiry time. Each process refreshes the entries of its own
+scored by their expiry time, and one per user whose members are its sockets'
+channels. Each process refreshes the entries of its own
 sockets every CHAT_PRESENCE_TTL / 3 seconds in one pipeline, so the entries of
 a process that dies without saying goodbye expire on their own. Without Redis
 (the development defaults) presence is kept in this process's memory.
@@ -25,6 +27,8 @@ from . import events
 logger = logging.getLogger(__name__)
 
 SEPARATOR = "\t"
+# Typing notices remembered by the in-memory store before it starts afresh.
+TYPING_ENTRIES_KEPT = 10_000
 # Redis connections per server process, and seconds to wait for a free one.
 POOL_SIZE = 20
 POOL_TIMEOUT = 10
@@ -51,6 +55,37 @@ async def presence_leave(*, slug: str, channel_name: str) -> None:
 async def presence_list(*, slug: str) -> list[str]:
     """The room's users, sorted, each once however many sockets they have."""
     return await _store().list(slug)
+
+
+async def user_socket_open(*, user_id: int, channel_name: str) -> int | None:
+    """Count a socket among its user's open sockets, over every server process:
+    how many the user has open now, this one included (None when Redis could
+    not say: the limit goes unchecked rather than refusing everyone)."""
+    try:
+        return await _store().user_socket_open(user_id, channel_name)
+    except Exception as exc:
+        logger.warning("presence: counting the sockets of %s failed: %r", user_id, exc)
+        return None
+
+
+async def user_socket_close(*, user_id: int, channel_name: str) -> None:
+    try:
+        await _store().user_socket_close(user_id, channel_name)
+    except Exception as exc:  # its entry expires by itself
+        logger.warning("presence: uncounting a socket of %s failed: %r", user_id, exc)
+
+
+async def typing_allowed(*, slug: str, user_id: int) -> bool:
+    """Whether a typing notice of this user in this room may go out now: one per
+    CHAT_TYPING_INTERVAL per user and room, whichever socket or process it
+    comes from."""
+    try:
+        return await _store().typing_allowed(
+            slug, user_id, settings.CHAT_TYPING_INTERVAL
+        )
+    except Exception as exc:  # a lost typing notice is harmless
+        logger.warning("presence: typing check in %s failed: %r", slug, exc)
+        return False
 
 
 # Joins and leaves are announced once per room per ANNOUNCE_DELAY and per
@@ -80,6 +115,28 @@ async def _announce(slug: str, pending: dict) -> None:
 class _MemoryPresence:
     def __init__(self) -> None:
         self.rooms: dict[str, dict[str, str]] = defaultdict(dict)
+        self.user_sockets: dict[int, set[str]] = defaultdict(set)
+        self.typing: dict[tuple[str, int], float] = {}
+
+    async def user_socket_open(self, user_id: int, channel_name: str) -> int:
+        self.user_sockets[user_id].add(channel_name)
+        return len(self.user_sockets[user_id])
+
+    async def user_socket_close(self, user_id: int, channel_name: str) -> None:
+        sockets = self.user_sockets.get(user_id, set())
+        sockets.discard(channel_name)
+        if not sockets:
+            self.user_sockets.pop(user_id, None)
+
+    async def typing_allowed(self, slug: str, user_id: int, interval: float) -> bool:
+        now = time.monotonic()
+        last = self.typing.get((slug, user_id))
+        if last is not None and now - last < interval:
+            return False
+        if len(self.typing) > TYPING_ENTRIES_KEPT:  # a development server's
+            self.typing.clear()
+        self.typing[(slug, user_id)] = now
+        return True
 
     async def join(self, slug: str, channel_name: str, username: str) -> None:
         self.rooms[slug][channel_name] = username
@@ -107,11 +164,39 @@ class _RedisPresence:
         self.ttl = ttl
         # (slug, channel) -> member, for the sockets of this process.
         self.local: dict[tuple[str, str], str] = {}
+        # channel -> user id, for the sockets of this process.
+        self.user_local: dict[str, int] = {}
         self.refresher: asyncio.Task | None = None
 
     @staticmethod
     def key(slug: str) -> str:
         return f"{settings.REDIS_PREFIX}:presence:{slug}"
+
+    @staticmethod
+    def user_key(user_id: int) -> str:
+        return f"{settings.REDIS_PREFIX}:sockets:{user_id}"
+
+    async def user_socket_open(self, user_id: int, channel_name: str) -> int:
+        key, now = self.user_key(user_id), time.time()
+        self.user_local[channel_name] = user_id
+        self._start_refresher()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            # Sockets of a process that died without saying goodbye expire.
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zadd(key, {channel_name: now + self.ttl})
+            pipe.expire(key, self.ttl * 2)
+            pipe.zcard(key)
+            *_done, count = await pipe.execute()
+        return count
+
+    async def user_socket_close(self, user_id: int, channel_name: str) -> None:
+        if self.user_local.pop(channel_name, None) is not None:
+            await self.redis.zrem(self.user_key(user_id), channel_name)
+
+    async def typing_allowed(self, slug: str, user_id: int, interval: float) -> bool:
+        key = f"{settings.REDIS_PREFIX}:typing:{slug}:{user_id}"
+        milliseconds = max(1, round(interval * 1000))
+        return bool(await self.redis.set(key, 1, nx=True, px=milliseconds))
 
     async def join(self, slug: str, channel_name: str, username: str) -> None:
         member = f"{channel_name}{SEPARATOR}{username}"
@@ -141,7 +226,7 @@ class _RedisPresence:
             self.refresher = asyncio.ensure_future(self._refresh_forever())
 
     async def _refresh_forever(self) -> None:
-        while self.local:
+        while self.local or self.user_local:
             await asyncio.sleep(self.ttl / 3)
             try:
                 await self._refresh()
@@ -151,6 +236,7 @@ class _RedisPresence:
     async def _refresh(self) -> None:
         now = time.time()
         entries = list(self.local.items())
+        sockets = list(self.user_local.items())
         slugs = sorted({slug for (slug, _channel), _member in entries})
         async with self.redis.pipeline(transaction=False) as pipe:
             # Drop what other (dead) processes left behind in our rooms...
@@ -161,6 +247,10 @@ class _RedisPresence:
             for (slug, _channel), member in entries:
                 pipe.zadd(self.key(slug), {member: now + self.ttl}, xx=True, ch=True)
                 pipe.expire(self.key(slug), self.ttl * 2)
+            for channel, user_id in sockets:
+                key = self.user_key(user_id)
+                pipe.zadd(key, {channel: now + self.ttl}, xx=True, ch=True)
+                pipe.expire(key, self.ttl * 2)
             results = await pipe.execute()
         # The pipeline answers the removals first, one per room.
         for slug, removed in zip(slugs, results[: len(slugs)], strict=True):
@@ -168,11 +258,16 @@ class _RedisPresence:
                 _schedule_announcement(slug)
         # An entry of ours that was not there expired while Redis was away or
         # this process was late: add it again if its socket is still here.
-        refreshed = results[len(slugs) :: 2]
+        rooms_end = len(slugs) + 2 * len(entries)
+        refreshed = results[len(slugs) : rooms_end : 2]
         for ((slug, channel), member), updated in zip(entries, refreshed, strict=True):
             if not updated and self.local.get((slug, channel)) == member:
                 await self.redis.zadd(self.key(slug), {member: now + self.ttl})
                 _schedule_announcement(slug)
+        counted = results[rooms_end::2]
+        for (channel, user_id), updated in zip(sockets, counted, strict=True):
+            if not updated and self.user_local.get(channel) == user_id:
+                await self.redis.zadd(self.user_key(user_id), {channel: now + self.ttl})
 
 
 _memory_store = _MemoryPresence()

@@ -5,7 +5,6 @@ WebSocket, and the frames the server sends over the WebSocket and the JSON API.
 
 import json
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 from .errors import ChatError
@@ -14,13 +13,16 @@ from .models import Message
 CLIENT_FRAME_TYPES = frozenset({"message", "resume", "typing"})
 
 
-class CloseCode(IntEnum):
+class CloseCode:
     """WebSocket close codes the server uses after refusing a socket. Daphne
     (autobahn) sends only 1000 and 3000-4999 from an application, so every
-    code of ours is in the private 4000 range."""
+    code of ours is in the private 4000 range. Plain ints: autobahn refuses
+    anything else, an IntEnum member included."""
 
     NOT_AUTHENTICATED = 4401
     ROOM_NOT_FOUND = 4404
+    # Final: the user has CHAT_MAX_SOCKETS_PER_USER sockets open already.
+    TOO_MANY_SOCKETS = 4429
     # Transient: the database or the channel layer is down; reconnect later.
     UNAVAILABLE = 4503
 
@@ -65,29 +67,14 @@ def parse_resume_after(value: Any) -> int:
 
 def message_frame(message: Message) -> dict[str, Any]:
     """A stored message as clients see it (live broadcasts add "prev_id")."""
-    return message_row_frame(
-        (
-            message.id,
-            message.author.get_username(),
-            message.body,
-            message.created_at,
-            message.client_id,
-        ),
-        room=message.room.slug,
-    )
-
-
-def message_row_frame(row: tuple, *, room: str) -> dict[str, Any]:
-    """message_frame of a row of selectors.message_rows, in the room of that slug."""
-    message_id, author, body, created_at, client_id = row
     return {
         "type": "message",
-        "id": message_id,
-        "room": room,
-        "author": author,
-        "body": body,
-        "created_at": created_at.isoformat(),
-        "client_id": client_id,
+        "id": message.id,
+        "room": message.room.slug,
+        "author": message.author.get_username(),
+        "body": message.body,
+        "created_at": message.created_at.isoformat(),
+        "client_id": message.client_id,
     }
 
 

@@ -1,7 +1,11 @@
 """
-How many messages a user may send: CHAT_MESSAGE_RATE_LIMIT, counted per user in
-a moving window over every socket and HTTP post, across all server processes
-(the counters live in Redis; without REDIS_URL, in this process).
+Rate limits, each a moving window:
+
+- how many messages a user may send: CHAT_MESSAGE_RATE_LIMIT, counted per user
+  over every socket and HTTP post, across all server processes (the counters
+  live in Redis; without REDIS_URL, in this process);
+- how many `resume` frames one socket may send: CHAT_RESUME_RATE_LIMIT, counted
+  in the process that holds the socket.
 """
 
 import logging
@@ -25,28 +29,53 @@ def message_rate_check(*, user: AbstractBaseUser) -> None:
     """Count one message by `user`, or raise ChatError("rate_limited") when the
     limit is reached; a refused message does not count."""
     limiter = _limiter(settings.CHAT_MESSAGE_RATE_LIMIT, settings.REDIS_URL)
-    if limiter is None:
-        return
-    strategy, item = limiter
-    key = str(user.pk)
     try:
-        if strategy.hit(item, "message", key):
-            return
-        reset_at = strategy.get_window_stats(item, "message", key).reset_time
+        retry_after = _hit(limiter, "message", str(user.pk))
     except StorageError as exc:
         # Redis is down. The database is the source of truth and the limit only
         # guards it from floods: let the message through rather than refuse
         # every message of every user.
         logger.warning("message rate limit not checked: %r", exc.storage_error)
         return
-    retry_after = max(1, math.ceil(reset_at - time.time()))
-    raise ChatError(
-        "rate_limited",
-        f"You are sending messages too fast (at most {_describe(item)}); "
-        f"send it again in {retry_after} s.",
-        http_status=429,
-        retry_after=retry_after,
-    )
+    if retry_after:
+        raise ChatError(
+            "rate_limited",
+            f"You are sending messages too fast (at most {_describe(limiter[1])}); "
+            f"send it again in {retry_after} s.",
+            http_status=429,
+            retry_after=retry_after,
+        )
+
+
+def resume_rate_check(*, channel_name: str) -> None:
+    """Count one resume by this socket, or raise ChatError("resume_rate_limited")
+    when the limit is reached; a refused resume does not count."""
+    limiter = _limiter(settings.CHAT_RESUME_RATE_LIMIT, "")  # this process's
+    retry_after = _hit(limiter, "resume", channel_name)
+    if retry_after:
+        raise ChatError(
+            "resume_rate_limited",
+            f"Too many resumes (at most {_describe(limiter[1])}); resume again in "
+            f"{retry_after} s.",
+            http_status=429,
+            retry_after=retry_after,
+        )
+
+
+def _hit(
+    limiter: tuple[MovingWindowRateLimiter, RateLimitItem] | None,
+    namespace: str,
+    key: str,
+) -> int:
+    """Count one hit; 0 if it was within the limit (or there is none), else the
+    seconds until one more would be."""
+    if limiter is None:
+        return 0
+    strategy, item = limiter
+    if strategy.hit(item, namespace, key):
+        return 0
+    reset_at = strategy.get_window_stats(item, namespace, key).reset_time
+    return max(1, math.ceil(reset_at - time.time()))
 
 
 def rate_limit_reset() -> None:

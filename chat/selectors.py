@@ -3,29 +3,24 @@ Chat reads. The HTTP views and the WebSocket consumer fetch rooms and messages
 only through these functions.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from importlib import import_module
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
-from . import statements
 from .models import Message, Room
 
 
 @dataclass(frozen=True)
 class MessagePage:
     messages: list[Message]  # always in increasing id order
-    has_more: bool
-
-
-@dataclass(frozen=True)
-class MessageRowPage:
-    """A page of message_rows: plain values, no model instances."""
-
-    rows: list[tuple]  # (id, author's username, body, created_at, client_id)
     has_more: bool
 
 
@@ -42,15 +37,17 @@ def room_get(*, slug: str, user: User) -> Room | None:
     """The room with this slug if `user` may see it. A private room is None to a
     non-member, exactly like a missing one: its name gives nothing away.
 
-    Every socket's handshake looks its room up: the statement is written out
-    once (statements.room_visible_sql), where building rooms_visible_to's query
-    cost four times the CPU of running it."""
-    rooms = Room.objects.raw(statements.room_visible_sql(), [slug, user.pk])
-    return next(iter(rooms), None)
+    Every socket's handshake makes this lookup: the room by its unique slug,
+    then, for a private room only, the membership.
+    """
+    room = Room.objects.filter(slug=slug).first()
+    if room is None or (room.is_private and not room_has_member(room=room, user=user)):
+        return None
+    return room
 
 
-def room_exists(*, slug: str, user: User) -> bool:
-    return rooms_visible_to(user=user).filter(slug=slug).exists()
+def room_has_member(*, room: Room, user: User) -> bool:
+    return user.is_authenticated and room.members.filter(pk=user.pk).exists()
 
 
 def room_member_usernames(*, room: Room) -> list[str]:
@@ -76,74 +73,99 @@ def message_list(
     before: int | None = None,
     limit: int,
 ) -> MessagePage:
-    """One page of a room's messages, oldest first.
+    """One page of a room's messages, oldest first, in one query.
 
     after: the messages following that id. before: the newest messages older
     than that id. Neither: the newest messages. has_more says whether more
     exist beyond the page in the direction walked.
     """
-    # room.messages keeps `room` cached on each message: no query per message.
-    messages, has_more = _page(
-        room.messages.select_related("author"), after=after, before=before, limit=limit
-    )
-    return MessagePage(messages=messages, has_more=has_more)
-
-
-def message_rows(
-    *,
-    slug: str,
-    user: User,
-    after: int | None = None,
-    before: int | None = None,
-    limit: int,
-) -> MessageRowPage | None:
-    """message_list for the room with this slug, as rows of values; None if
-    there is no such room that `user` may see.
-
-    The page and its authors' usernames cost one query, the room's lookup
-    included, and nothing becomes a model instance: this is the history API's
-    read, which every page load and every poll makes. Only an empty page costs
-    a second query, to tell an empty room from a missing one.
-    """
-    walk = _walk(after=after, before=before)
-    cursor_params = [after if walk == "after" else before] if walk else []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            statements.message_page_sql(walk),
-            [slug, user.pk, *cursor_params, limit + 1],
-        )
-        rows, has_more = _trimmed(cursor.fetchall(), limit=limit, walk=walk)
-    if not rows and not room_exists(slug=slug, user=user):
-        return None
-    if convert := statements.created_at_from_db():
-        rows = [(*row[:3], convert(row[3]), row[4]) for row in rows]
-    return MessageRowPage(rows=rows, has_more=has_more)
-
-
-def _page(
-    messages: QuerySet, *, after: int | None, before: int | None, limit: int
-) -> tuple[list, bool]:
-    """One page of `messages` in increasing id order, and whether more exist
-    beyond it in the direction walked (see message_list)."""
-    walk = _walk(after=after, before=before)
-    if walk == "after":
-        messages = messages.filter(id__gt=after).order_by("id")
-    elif walk == "before":
-        messages = messages.filter(id__lt=before).order_by("-id")
-    else:
-        messages = messages.order_by("-id")
-    return _trimmed(list(messages[: limit + 1]), limit=limit, walk=walk)
-
-
-def _walk(*, after: int | None, before: int | None) -> str:
-    """A page's direction: "after", "before" or "" (the newest)."""
     if after is not None and before is not None:
         raise ValueError("pass after or before, not both")
-    return "after" if after is not None else "before" if before is not None else ""
+    # room.messages keeps `room` cached on each message: no query per message.
+    messages = room.messages.select_related("author")
+    if after is not None:
+        # Walks the (room, id) index forward from the cursor, up to the limit.
+        rows = list(messages.filter(id__gt=after).order_by("id")[: limit + 1])
+        return MessagePage(messages=rows[:limit], has_more=len(rows) > limit)
+    if before is not None:
+        messages = messages.filter(id__lt=before)
+    # The newest first, up to the limit, then turned oldest first.
+    rows = list(messages.order_by("-id")[: limit + 1])
+    return MessagePage(messages=rows[:limit][::-1], has_more=len(rows) > limit)
 
 
-def _trimmed(rows: list, *, limit: int, walk: str) -> tuple[list, bool]:
-    """Up to limit + 1 rows in the walk's order: the page in increasing id order,
-    and whether more exist beyond it."""
-    page = rows[:limit] if walk == "after" else rows[:limit][::-1]
-    return page, len(rows) > limit
+@dataclass(frozen=True)
+class SocketGrant:
+    """What let a socket in: its user, the session it was opened with and that
+    session's auth hash (it changes with the password), and its room."""
+
+    user_id: int
+    session_key: str
+    session_hash: str
+    room_id: int
+
+
+NOT_AUTHENTICATED = "not_authenticated"
+ROOM_NOT_FOUND = "room_not_found"
+
+
+def socket_grants_revoked(*, grants: Collection[SocketGrant]) -> dict[SocketGrant, str]:
+    """The grants that no longer hold, each with why: "not_authenticated" (the
+    session ended or expired, the password changed, the account was
+    deactivated or deleted) or "room_not_found" (the room was deleted, or is
+    private and the user is no longer a member). Four queries however many
+    grants: what the database says now, whichever way it was changed."""
+    if not grants:
+        return {}
+    sessions = _sessions_alive({grant.session_key for grant in grants})
+    users = get_user_model()._default_manager.filter(
+        pk__in={grant.user_id for grant in grants}
+    )
+    # The hash a session of each user must hold, if the user may log in at all
+    # (as Django's ModelBackend: an inactive user cannot).
+    session_hashes = {
+        user.pk: user.get_session_auth_hash()
+        for user in users
+        if getattr(user, "is_active", True)
+    }
+    rooms = dict(
+        Room.objects.filter(pk__in={grant.room_id for grant in grants}).values_list(
+            "pk", "is_private"
+        )
+    )
+    private_rooms = {pk for pk, is_private in rooms.items() if is_private}
+    members = set(
+        Room.members.through.objects.filter(
+            room_id__in=private_rooms, user_id__in=session_hashes
+        ).values_list("room_id", "user_id")
+        if private_rooms
+        else ()
+    )
+    revoked = {}
+    for grant in grants:
+        session_hash = session_hashes.get(grant.user_id)
+        if (
+            grant.session_key not in sessions
+            or session_hash is None
+            or not constant_time_compare(grant.session_hash, session_hash)
+        ):
+            revoked[grant] = NOT_AUTHENTICATED
+        elif grant.room_id not in rooms or (
+            grant.room_id in private_rooms
+            and (grant.room_id, grant.user_id) not in members
+        ):
+            revoked[grant] = ROOM_NOT_FOUND
+    return revoked
+
+
+def _sessions_alive(session_keys: set[str]) -> set[str]:
+    """The keys of sessions that still exist and have not expired."""
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.signed_cookies":
+        return session_keys  # the server keeps nothing to end: a cookie is valid
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    if hasattr(store_class, "get_model_class"):  # the database engines: one query
+        alive = store_class.get_model_class().objects.filter(
+            session_key__in=session_keys, expire_date__gt=timezone.now()
+        )
+        return set(alive.values_list("session_key", flat=True))
+    return {key for key in session_keys if store_class().exists(key)}

@@ -3,29 +3,38 @@ Chat writes. The only place rooms and messages are created; the HTTP views and
 the WebSocket consumer both call these functions.
 """
 
+import secrets
 import uuid
-from contextlib import nullcontext
 from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db import IntegrityError, transaction
 
-from . import events, statements
+from . import events
 from .errors import ChatError
 from .models import Message, Room
 from .ratelimit import message_rate_check
 
 CLIENT_ID_MAX_LENGTH = Message._meta.get_field("client_id").max_length
+SLUG_MAX_LENGTH = Room._meta.get_field("slug").max_length
+# Random bytes in a private room's slug: its address cannot be guessed.
+PRIVATE_SLUG_SUFFIX_BYTES = 6
 
 
 def room_create(
     *, slug: str, title: str, created_by: AbstractBaseUser, is_private: bool = False
 ) -> Room:
     """Create a room; raises django's ValidationError for a bad or taken slug.
-    The creator of a private room is its first member."""
+
+    A private room's slug is the one asked for plus a random suffix, so its
+    address cannot be guessed and a taken slug never tells anyone that a
+    private room exists (docs/protocol.md). Its creator is its first member.
+    """
+    if is_private:
+        suffix = secrets.token_hex(PRIVATE_SLUG_SUFFIX_BYTES)
+        slug = f"{slug[: SLUG_MAX_LENGTH - len(suffix) - 1]}-{suffix}"
     room = Room(slug=slug, title=title, created_by=created_by, is_private=is_private)
     room.full_clean()
     with transaction.atomic():
@@ -57,16 +66,13 @@ def room_member_remove(
     *, room: Room, user: AbstractBaseUser, removed_by: AbstractBaseUser
 ) -> None:
     """Take `user` out of a private room: its creator may remove anyone else, and
-    members may leave. Their open sockets in the room are closed after commit."""
+    members may leave. Their open sockets in the room are closed after commit
+    (chat.signals)."""
     if user.pk != removed_by.pk:
         _check_room_owner(room=room, user=removed_by)
     elif user.pk == room.created_by_id:
         raise ChatError("owner_cannot_leave", "The room's creator cannot leave it.")
-    with transaction.atomic():
-        room.members.remove(user)
-        transaction.on_commit(
-            partial(events.member_removed, slug=room.slug, user_id=user.pk)
-        )
+    room.members.remove(user)
 
 
 def _check_room_owner(*, room: Room, user: AbstractBaseUser) -> None:
@@ -96,15 +102,15 @@ def message_create(
     # Insert first: a retry is rare, and the unique (author, client_id)
     # constraint turns it into an IntegrityError, handled below. Looking it up
     # first would cost every message one more query.
-    insert = (
-        _message_insert_statement
-        if connection.vendor == "postgresql"
-        else _message_insert_orm
-    )
     try:
-        message, prev_id = insert(
+        message, prev_id = Message.objects.create_next(
             room=room, author=author, body=body, client_id=client_id
         )
+    except Room.DoesNotExist:
+        # Gone, or private and the author no longer a member.
+        raise ChatError(
+            "room_not_found", "There is no such room.", http_status=404
+        ) from None
     except IntegrityError:
         # A retry, or the same client_id raced in from another connection.
         existing = _message_by_client_id(author=author, client_id=client_id, room=room)
@@ -118,71 +124,6 @@ def message_create(
     )
     room.last_message_id = message.id
     return message, True
-
-
-def _message_insert_orm(
-    *, room: Room, author: AbstractBaseUser, body: str, client_id: str
-) -> tuple[Message, int | None]:
-    """Store the message; returns it and the id of the room's message before it."""
-    with transaction.atomic():
-        # Lock the room row: a room's messages then commit in id order, and
-        # each one knows the message before it.
-        try:
-            prev_id, is_private = (
-                Room.objects.select_for_update()
-                .values_list("last_message_id", "is_private")
-                .get(pk=room.pk)
-            )
-        except Room.DoesNotExist:
-            raise _room_not_found() from None
-        # Checked here, not only when the socket opened: a member may have
-        # been removed since.
-        if is_private and not room.members.filter(pk=author.pk).exists():
-            raise _room_not_found()
-        message = Message.objects.create(
-            room=room, author=author, body=body, client_id=client_id
-        )
-        Room.objects.filter(pk=room.pk).update(last_message_id=message.id)
-    return message, prev_id
-
-
-def _message_insert_statement(
-    *, room: Room, author: AbstractBaseUser, body: str, client_id: str
-) -> tuple[Message, int | None]:
-    """_message_insert_orm in one statement (PostgreSQL; see
-    statements.message_insert_sql): the same locking, checks and result."""
-    created_at = timezone.now()
-    params = {
-        "room": room.pk,
-        "author": author.pk,
-        "body": body,
-        "client_id": client_id,
-        "created_at": created_at,
-    }
-    # Outside any transaction the statement is one: no BEGIN and COMMIT round
-    # trips. Inside a caller's, a savepoint keeps a duplicate client_id from
-    # breaking that transaction.
-    own = transaction.atomic() if not connection.get_autocommit() else nullcontext()
-    with own, connection.cursor() as cursor:
-        cursor.execute(statements.message_insert_sql(), params)
-        row = cursor.fetchone()
-    if row is None:  # the room is gone, or private and `author` not a member
-        raise _room_not_found()
-    message_id, prev_id = row
-    message = Message(
-        id=message_id,
-        room=room,
-        author=author,
-        body=body,
-        client_id=client_id,
-        created_at=created_at,
-    )
-    message._state.adding, message._state.db = False, connection.alias
-    return message, prev_id
-
-
-def _room_not_found() -> ChatError:
-    return ChatError("room_not_found", "There is no such room.", http_status=404)
 
 
 def new_client_id() -> str:

@@ -1,20 +1,17 @@
-"""The chat's HTML pages: lobby, room, sign-up. The JSON API is in chat.api."""
+"""The chat's HTML pages: the lobby and a room. The JSON API is in chat.api."""
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.views import csrf
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
+from . import routing, selectors, services
 from .errors import ChatError
 from .forms import MemberForm, RoomForm
 from .models import Room
@@ -54,8 +51,8 @@ def room(request: HttpRequest, slug: str) -> HttpResponse:
         "room": room.slug,
         "title": room.title,
         "user": request.user.get_username(),
-        "ws_path": f"/ws/chat/{room.slug}/",
-        "api_url": reverse("chat:room_messages", kwargs={"slug": room.slug}),
+        "ws_path": reverse("room_socket", urlconf=routing, kwargs={"slug": room.slug}),
+        "api_url": reverse("chat:api:room_messages", kwargs={"slug": room.slug}),
         "last_id": messages[-1].id if messages else None,
         "max_body_length": settings.CHAT_MESSAGE_MAX_LENGTH,
         "poll_interval_ms": settings.CHAT_POLL_INTERVAL_MS,
@@ -121,39 +118,3 @@ def _visible_room(request: HttpRequest, slug: str) -> Room:
     if room is None:
         raise Http404("There is no such room.")
     return room
-
-
-def signup(request: HttpRequest) -> HttpResponse:
-    form = UserCreationForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user)
-        next_url = request.POST.get("next", "")
-        if url_has_allowed_host_and_scheme(
-            next_url,
-            allowed_hosts={request.get_host()},
-            require_https=request.is_secure(),
-        ):
-            return redirect(next_url)
-        return redirect(settings.LOGIN_REDIRECT_URL)
-    return render(
-        request,
-        "registration/signup.html",
-        {"form": form, "next": request.GET.get("next", "")},
-    )
-
-
-def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    """CSRF_FAILURE_VIEW: JSON for the API, Django's page for everything else."""
-    if request.path.startswith("/api/"):
-        return JsonResponse(
-            {
-                "error": {
-                    "code": "csrf_failed",
-                    "detail": "CSRF verification failed: send the X-CSRFToken "
-                    "header from the same origin.",
-                }
-            },
-            status=403,
-        )
-    return csrf.csrf_failure(request, reason=reason)

@@ -7,9 +7,11 @@ development site that needs nothing installed: debug on, SQLite, the in-memory
 channel layer, localhost only.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -43,6 +45,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
+    "csp",
+    "chatroom",
     "chat",
 ]
 
@@ -50,6 +55,8 @@ MIDDLEWARE = [
     # First, so load balancers get an answer before host checks and redirects.
     "chatroom.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -57,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: answers a locked-out login with the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatroom.urls"
@@ -64,7 +73,8 @@ ROOT_URLCONF = "chatroom.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The site's own templates: base.html, error pages, registration/.
+        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -161,13 +171,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out login before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:lobby"
 LOGOUT_REDIRECT_URL = "chat:lobby"
 
 # --- Security ----------------------------------------------------------------
 
-CSRF_FAILURE_VIEW = "chat.views.csrf_failure"
+CSRF_FAILURE_VIEW = "chatroom.views.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -186,8 +202,60 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
 # Behind a TLS-terminating proxy (nginx) that sets X-Forwarded-Proto itself.
 if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-# System check ids to silence (e.g. chat.W003 when Django receives HTTPS itself).
+# The policies pages run under: scripts and styles from this site's own files
+# only (no inline script, no eval), sockets and requests to this site only, no
+# plugins, no framing, forms posting here only; and no powerful browser feature.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer", "camera", "display-capture", "geolocation", "gyroscope",
+        "magnetometer", "microphone", "midi", "payment", "usb",
+    )
+}  # fmt: skip
+# System check ids to silence (e.g. chatroom.W003 when Django receives HTTPS
+# itself).
 SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
+
+# --- Login throttling (django-axes) -------------------------------------------
+
+# Failed logins are counted per username and client address, in the database,
+# so every server process sees them. A login past the limit, right password or
+# not, gets the lockout page (429) until the cool-off has passed; a success
+# clears the count. The site's login and the admin's alike.
+AXES_FAILURE_LIMIT = env.int("DJANGO_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env.int("DJANGO_LOGIN_COOLOFF_MINUTES", default=15)
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Failures are what throttling needs; a row per successful login would grow
+# without bound.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client's address: REMOTE_ADDR, or behind a proxy that sets a header to it
+# itself (nginx sets X-Real-IP), that header.
+CLIENT_IP_HEADER = env.str("DJANGO_CLIENT_IP_HEADER", default="")
+AXES_IPWARE_META_PRECEDENCE_ORDER = [
+    *(
+        ["HTTP_" + CLIENT_IP_HEADER.upper().replace("-", "_")]
+        if CLIENT_IP_HEADER
+        else []
+    ),
+    "REMOTE_ADDR",
+]
 
 # --- Internationalization ----------------------------------------------------
 
@@ -246,7 +314,23 @@ CHAT_PRESENCE_TTL = env.int("CHAT_PRESENCE_TTL", default=60)
 CHAT_MESSAGE_RATE_LIMIT = env.str(
     "CHAT_MESSAGE_RATE_LIMIT", default="20 per 10 seconds"
 )
-# Fewest seconds between two typing notices forwarded from one socket.
+# Most `resume` frames one socket may send in a moving window: a page resumes
+# once per reconnect, and again while the server says there is more.
+CHAT_RESUME_RATE_LIMIT = env.str("CHAT_RESUME_RATE_LIMIT", default="10 per 10 seconds")
+# Most sockets one user may have open at once, over every server process
+# (counted in Redis with REDIS_URL); one more is refused (close 4429). 0: no
+# limit.
+CHAT_MAX_SOCKETS_PER_USER = env.int("CHAT_MAX_SOCKETS_PER_USER", default=20)
+# Fewest seconds between two typing notices forwarded from one socket, and from
+# one user in one room, whichever socket they come from.
 CHAT_TYPING_INTERVAL = env.float("CHAT_TYPING_INTERVAL", default=2.0)
+# How a message is stored on PostgreSQL: "statement", one round trip, or "orm",
+# Django's transaction of five (chat/managers.py; other databases: the ORM's).
+CHAT_MESSAGE_WRITE = env.str("CHAT_MESSAGE_WRITE", default="statement")
+# Seconds between two checks of every open socket's access (session, password,
+# active account, room membership) by each server process: the longest a change
+# that sends no signal (a bulk update, SQL) leaves a socket open. Changes made
+# through Django's models close sockets at once (chat/access.py).
+CHAT_ACCESS_RECHECK_INTERVAL = env.float("CHAT_ACCESS_RECHECK_INTERVAL", default=30.0)
 # How often the page polls for new messages when it has no WebSocket.
 CHAT_POLL_INTERVAL_MS = env.int("CHAT_POLL_INTERVAL_MS", default=2000)

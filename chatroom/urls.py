@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chat import views
+from . import views
 
 urlpatterns = [
     path("", include("chat.urls")),

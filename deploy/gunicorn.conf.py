@@ -26,9 +26,8 @@ timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 # Recycle workers now and then so a slow leak never becomes an outage, but
-# rarely: a new worker imports Django again, and at 2,000 requests a busy
-# worker restarted every few seconds (a minimal view under wrk: 2,000 req/s
-# and p99 400-700 ms, against 2,700 req/s and p99 11 ms without recycling).
+# rarely: a new worker imports Django again, and with a small limit a busy
+# worker spends much of its time restarting.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 20000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
 

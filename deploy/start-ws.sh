@@ -21,6 +21,22 @@ fi
 export DB_POOL_MAX_SIZE="${DB_POOL_MAX_SIZE:-4}"
 export DB_POOL_TIMEOUT="${DB_POOL_TIMEOUT:-2}"
 
+# The levers that pay (docs/levers.md), each overridable with its variable;
+# levers.server is Daphne's command line with the switched-on ones applied.
+export LEVER_UVLOOP="${LEVER_UVLOOP:-on}"
+export LEVER_WRITE_AT_ONCE="${LEVER_WRITE_AT_ONCE:-on}"
+export LEVER_DISPATCH="${LEVER_DISPATCH:-on}"
+export LEVER_SKIP_DB_HOP="${LEVER_SKIP_DB_HOP:-on}"
+export LEVER_CONSUMER_CLEANUP="${LEVER_CONSUMER_CLEANUP:-on}"
+export LEVER_MEMORY="${LEVER_MEMORY:-on}"
+export LEVER_DROP_LATE_REPLIES="${LEVER_DROP_LATE_REPLIES:-on}"
+# On SIGTERM every socket gets a close frame (1001) and DAPHNE_SHUTDOWN_TIMEOUT
+# seconds to go.
+export LEVER_CLEAN_STOP="${LEVER_CLEAN_STOP:-on}"
+# A client that stops reading is closed (4408) once DAPHNE_MAX_SEND_BACKLOG
+# bytes wait for it.
+export LEVER_SEND_BACKLOG="${LEVER_SEND_BACKLOG:-on}"
+
 # --proxy-headers: client addresses from nginx's X-Forwarded-For (nginx sets it
 #   itself; only nginx can reach this port).
 # --ping-interval: keepalive pings on idle sockets, well inside nginx's
@@ -32,11 +48,9 @@ export DB_POOL_TIMEOUT="${DB_POOL_TIMEOUT:-2}"
 #   client has gone. When 10,000 clients drop at once (a network blip) their
 #   disconnects queue on the process's one Redis pub/sub connection and take
 #   several seconds. A consumer killed before its turn still leaves its groups
-#   and presence and unsubscribes (chatroom/tests/test_load.py), but one that
+#   and presence and unsubscribes (LEVER_CONSUMER_CLEANUP), but one that
 #   finishes unhurried is the normal case.
-# chatroom.wsserver is Daphne's command line with a clean stop: on SIGTERM every
-# socket gets a close frame (1001) and DAPHNE_SHUTDOWN_TIMEOUT seconds to go.
-exec python -m chatroom.wsserver "${listen[@]}" \
+exec python -m levers.server "${listen[@]}" \
     --proxy-headers \
     --ping-interval "${DAPHNE_PING_INTERVAL:-20}" \
     --ping-timeout "${DAPHNE_PING_TIMEOUT:-30}" \

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.targets import all_targets
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.services
 
@@ -33,13 +35,7 @@ def test_smoke_run_measures_every_target_and_writes_the_report(tmp_path):
     [saved] = (tmp_path / "results").glob("*-smoke.json")
     results = json.loads(saved.read_text())
     rows = results["rows"]
-    for target in (
-        "project",
-        "project-scaled",
-        "tutorial-redis",
-        "tutorial-pubsub",
-        "raw",
-    ):
+    for target in (target.name for target in all_targets()):
         steps = [r for r in rows if r.get("target") == target and "sent" in r]
         assert steps, target
         for step in steps:
@@ -70,4 +66,21 @@ def test_smoke_run_measures_every_target_and_writes_the_report(tmp_path):
 
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## Targets" in report and "## Method" in report
+    assert "Message writes (`chat/managers.py`)" in report
     assert list((tmp_path / "benchmarks").glob("*.png"))
+
+
+def test_the_lever_runs_measure_each_configuration(tmp_path):
+    """bench.levers on a tiny plan: every lever on, then one off."""
+    output = tmp_path / "levers.txt"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.levers", "--clients", "5", "--rate", "4",
+         "--seconds", "1", "--rounds", "1", "--levers", "dispatch",
+         "--output", str(output)],
+        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = output.read_text()
+    assert "| (none: every lever on) |" in table and "| dispatch |" in table
+    assert table.count("| 0 |") == 2  # nothing lost in either run

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def url(room):
-    return reverse("chat:room_messages", kwargs={"slug": room.slug})
+    return reverse("chat:api:room_messages", kwargs={"slug": room.slug})
 
 
 @pytest.fixture
@@ -100,7 +100,9 @@ def test_history_bad_parameters_are_400(auth_client, url, ids, params, code):
 
 
 def test_history_of_unknown_room_is_404(auth_client):
-    response = auth_client.get(reverse("chat:room_messages", kwargs={"slug": "nope"}))
+    response = auth_client.get(
+        reverse("chat:api:room_messages", kwargs={"slug": "nope"})
+    )
     assert response.status_code == 404
     assert error_code(response) == "room_not_found"
 
@@ -114,8 +116,8 @@ def test_history_needs_login(client, url):
 def test_history_query_count_does_not_grow_with_the_page(
     auth_client, url, ids, django_assert_max_num_queries
 ):
-    # session + user + one page (the room's lookup included), whatever its size
-    with django_assert_max_num_queries(3):
+    # session + user + the room + one page, whatever its size
+    with django_assert_max_num_queries(4):
         assert len(auth_client.get(url, {"limit": 5}).json()["messages"]) == 5
 
 
@@ -132,8 +134,8 @@ def test_a_page_of_50_messages_by_50_authors_costs_a_fixed_few_queries(
         assert len(data["messages"]) == params.get("limit", 50)
         assert len({m["author"] for m in data["messages"]}) == len(data["messages"])
         sql = [query["sql"] for query in queries]
-        # the session, the user, and one query for the room and its page
-        assert len(sql) == 3, sql
+        # the session, the user, the room, and one query for its page
+        assert len(sql) == 4, sql
         assert sum('FROM "chat_message"' in query for query in sql) == 1, sql
 
 
@@ -163,7 +165,7 @@ def test_history_of_an_empty_room(auth_client, url, django_assert_max_num_querie
 
 
 def test_unknown_room_is_404_before_bad_parameters(auth_client):
-    url = reverse("chat:room_messages", kwargs={"slug": "nope"})
+    url = reverse("chat:api:room_messages", kwargs={"slug": "nope"})
     for params in ({"after": "x"}, {"limit": "0"}, {"after": "1", "before": "2"}):
         response = auth_client.get(url, params)
         assert response.status_code == 404

@@ -25,18 +25,18 @@ def private_room(user):
     )
 
 
-def requests(other_user):
+def requests(other_user, private_room):
     """(name, path, form data or None for a JSON body) of every form and API write."""
     return [
         ("create room", reverse("chat:lobby"), {"title": "New", "slug": "new"}),
         (
             "add member",
-            reverse("chat:member_add", kwargs={"slug": "secret"}),
+            reverse("chat:member_add", kwargs={"slug": private_room.slug}),
             {"username": other_user.username},
         ),
         (
             "remove member",
-            reverse("chat:member_remove", kwargs={"slug": "secret"}),
+            reverse("chat:member_remove", kwargs={"slug": private_room.slug}),
             {"username": other_user.username},
         ),
         ("post message", "/api/rooms/general/messages/", None),
@@ -79,7 +79,7 @@ def test_every_state_change_is_refused_without_csrf(
 ):
     services.room_member_add(room=private_room, username="bob", added_by=user)
     before = changed(private_room)
-    for name, path, data in requests(other_user):
+    for name, path, data in requests(other_user, private_room):
         client, token = logged_in_browser(user)
         if attack == "no token":
             response = send(client, path, data, token=None, origin=None)
@@ -87,10 +87,8 @@ def test_every_state_change_is_refused_without_csrf(
             response = send(client, path, data, token=token, origin=FOREIGN)
         assert response.status_code == 403, name
         # Still logged in: the refused logout did nothing.
-        assert (
-            client.get(reverse("chat:room", kwargs={"slug": "secret"})).status_code
-            == 200
-        )
+        room_page = reverse("chat:room", kwargs={"slug": private_room.slug})
+        assert client.get(room_page).status_code == 200
     assert changed(private_room) == before
 
 
@@ -98,7 +96,7 @@ def test_the_same_requests_work_with_a_token_from_the_site(
     user, other_user, room, private_room
 ):
     services.room_member_add(room=private_room, username="bob", added_by=user)
-    for name, path, data in requests(other_user):
+    for name, path, data in requests(other_user, private_room):
         client, token = logged_in_browser(user)
         response = send(client, path, data, token=token, origin="http://testserver")
         assert response.status_code in (201, 302), name

@@ -121,3 +121,32 @@ async def test_a_refresh_puts_back_a_live_socket_whose_entry_expired(redis):
     finally:
         store.refresher.cancel()
         await store.redis.aclose()
+
+
+async def test_a_users_sockets_are_counted_over_processes_and_expire(redis):
+    client, _slug = redis
+    user_id = time.monotonic_ns()  # no real user's
+    key = presence._RedisPresence.user_key(user_id)
+    # Another process's live socket, and a dead process's expired one.
+    await client.zadd(key, {"other.live": time.time() + 30, "dead": time.time() - 1})
+    try:
+        assert await presence.user_socket_open(user_id=user_id, channel_name="a") == 2
+        assert await presence.user_socket_open(user_id=user_id, channel_name="b") == 3
+        # Ours outlive the TTL while open (the refresher keeps them).
+        await asyncio.sleep(settings.CHAT_PRESENCE_TTL * 2.5)
+        await presence.user_socket_close(user_id=user_id, channel_name="a")
+        assert set(await client.zrange(key, 0, -1)) == {"other.live", "b"}
+    finally:
+        await presence.user_socket_close(user_id=user_id, channel_name="b")
+        await client.delete(key)
+
+
+async def test_typing_is_allowed_once_per_interval_per_user_and_room(redis, settings):
+    _client, slug = redis
+    settings.CHAT_TYPING_INTERVAL = 0.3
+    allowed = [
+        await presence.typing_allowed(slug=slug, user_id=1) for _ in range(3)
+    ] + [await presence.typing_allowed(slug=slug, user_id=2)]
+    assert allowed == [True, False, False, True]
+    await asyncio.sleep(0.4)
+    assert await presence.typing_allowed(slug=slug, user_id=1)

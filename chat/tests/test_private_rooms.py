@@ -4,6 +4,8 @@ history, join its socket nor post to it, and members' traffic never reaches a
 non-member; to them the room does not exist.
 """
 
+import re
+
 import pytest
 from channels.db import database_sync_to_async
 from django.urls import reverse
@@ -49,16 +51,9 @@ def test_only_members_see_a_private_room(private_room, room, user, mallory):
     assert list(selectors.room_list(user=user)) == [room, private_room]
     assert list(selectors.room_list(user=mallory)) == [room]
     assert list(selectors.room_list(user=AnonymousUser())) == [room]
-    assert selectors.room_get(slug="secret", user=mallory) is None
-    assert not selectors.room_exists(slug="secret", user=mallory)
-    # With a message in it, so the page's own query has a row to withhold.
-    services.message_create(
-        room=private_room, author=user, body="members only", client_id="a-0"
-    )
-    assert selectors.message_rows(slug="secret", user=mallory, limit=10) is None
-    assert selectors.message_rows(slug="secret", user=AnonymousUser(), limit=10) is None
-    [row] = selectors.message_rows(slug="secret", user=user, limit=10).rows
-    assert row[2] == "members only"
+    assert selectors.room_get(slug=private_room.slug, user=mallory) is None
+    assert selectors.room_get(slug=private_room.slug, user=AnonymousUser()) is None
+    assert selectors.room_get(slug=private_room.slug, user=user) == private_room
 
 
 def test_a_room_with_many_members_is_listed_once(private_room, user, make_user):
@@ -70,9 +65,9 @@ def test_a_room_with_many_members_is_listed_once(private_room, user, make_user):
 
 def test_the_owner_adds_and_removes_members(private_room, user, other_user):
     services.room_member_add(room=private_room, username="bob", added_by=user)
-    assert selectors.room_get(slug="secret", user=other_user) == private_room
+    assert selectors.room_get(slug=private_room.slug, user=other_user) == private_room
     services.room_member_remove(room=private_room, user=other_user, removed_by=user)
-    assert selectors.room_get(slug="secret", user=other_user) is None
+    assert selectors.room_get(slug=private_room.slug, user=other_user) is None
 
 
 @pytest.mark.parametrize(
@@ -131,30 +126,33 @@ def test_a_non_member_cannot_post_even_holding_the_room(private_room, mallory):
 def test_non_member_gets_404_everywhere_over_http(client, private_room, mallory):
     client.force_login(mallory)
     assert b"Secret" not in client.get(reverse("chat:lobby")).content
-    assert (
-        client.get(reverse("chat:room", kwargs={"slug": "secret"})).status_code == 404
-    )
-    history = client.get("/api/rooms/secret/messages/")
+    room_page = reverse("chat:room", kwargs={"slug": private_room.slug})
+    assert client.get(room_page).status_code == 404
+    history = client.get(f"/api/rooms/{private_room.slug}/messages/")
     assert history.status_code == 404
     assert history.json()["error"]["code"] == "room_not_found"
-    posted = post_json(client, "secret", {"body": "let me in", "client_id": "m-1"})
+    posted = post_json(
+        client, private_room.slug, {"body": "let me in", "client_id": "m-1"}
+    )
     assert posted.status_code == 404
     assert not Message.objects.exists()
 
 
 def test_a_member_reads_and_posts_over_http(auth_client, private_room):
-    posted = post_json(auth_client, "secret", {"body": "just us", "client_id": "a-1"})
+    posted = post_json(
+        auth_client, private_room.slug, {"body": "just us", "client_id": "a-1"}
+    )
     assert posted.status_code == 201
-    history = auth_client.get("/api/rooms/secret/messages/").json()
+    history = auth_client.get(f"/api/rooms/{private_room.slug}/messages/").json()
     assert [m["body"] for m in history["messages"]] == ["just us"]
-    page = auth_client.get(reverse("chat:room", kwargs={"slug": "secret"}))
+    page = auth_client.get(reverse("chat:room", kwargs={"slug": private_room.slug}))
     assert page.status_code == 200
     assert b'id="members"' in page.content
 
 
 def test_the_room_page_manages_members(auth_client, private_room, other_user):
-    add = reverse("chat:member_add", kwargs={"slug": "secret"})
-    remove = reverse("chat:member_remove", kwargs={"slug": "secret"})
+    add = reverse("chat:member_add", kwargs={"slug": private_room.slug})
+    remove = reverse("chat:member_remove", kwargs={"slug": private_room.slug})
     assert auth_client.post(add, {"username": "bob"}).status_code == 302
     assert selectors.room_member_usernames(room=private_room) == ["alice", "bob"]
     page = auth_client.get(add, follow=True)  # GET is not allowed
@@ -165,21 +163,43 @@ def test_the_room_page_manages_members(auth_client, private_room, other_user):
     assert selectors.room_member_usernames(room=private_room) == ["alice"]
 
 
-def test_the_lobby_creates_private_rooms(auth_client, user):
+def test_the_lobby_creates_private_rooms_at_unguessable_addresses(auth_client, user):
     response = auth_client.post(
         reverse("chat:lobby"), {"title": "Ours", "slug": "ours", "is_private": "on"}
     )
     assert response.status_code == 302
-    room = Room.objects.get(slug="ours")
+    room = Room.objects.get(title="Ours")
     assert room.is_private
+    assert response.url == reverse("chat:room", kwargs={"slug": room.slug})
+    assert re.fullmatch(r"ours-[0-9a-f]{12}", room.slug)
     assert selectors.room_member_usernames(room=room) == ["alice"]
+    # The same slug asked for again: another address.
+    auth_client.post(
+        reverse("chat:lobby"), {"title": "Ours", "slug": "ours", "is_private": "on"}
+    )
+    assert Room.objects.filter(title="Ours").count() == 2
+
+
+def test_the_lobby_form_tells_nobody_a_private_room_exists(
+    client, private_room, mallory
+):
+    """Asked for the slug the private room was made with, the lobby answers as
+    if there were none: it makes the room. A public room's slug is taken."""
+    client.force_login(mallory)
+    lobby = reverse("chat:lobby")
+    response = client.post(lobby, {"title": "Mine", "slug": "secret"})
+    assert response.status_code == 302
+    assert Room.objects.get(slug="secret").created_by == mallory
+    refused = client.post(lobby, {"title": "Again", "slug": "secret"})
+    assert refused.status_code == 200
+    assert "already exists" in refused.content.decode()
 
 
 # --- WebSocket --------------------------------------------------------------
 
 
 async def test_a_non_member_cannot_join_the_socket(open_socket, private_room, mallory):
-    socket, connected = await open_socket(mallory, slug="secret")
+    socket, connected = await open_socket(mallory, slug=private_room.slug)
     assert connected
     assert await refused(socket) == ("room_not_found", CloseCode.ROOM_NOT_FOUND)
 
@@ -187,7 +207,7 @@ async def test_a_non_member_cannot_join_the_socket(open_socket, private_room, ma
 async def test_members_traffic_never_reaches_a_non_member(
     open_socket, private_room, room, user, mallory
 ):
-    alice, _ = await joined(open_socket, user, slug="secret")
+    alice, _ = await joined(open_socket, user, slug=private_room.slug)
     # mallory is in the public room, the only place she can be.
     eve, _ = await joined(open_socket, mallory, slug="general")
     await send_message(alice, "for members only", "a-1")
@@ -203,7 +223,7 @@ async def test_a_removed_member_is_closed_out_of_the_room(
     await database_sync_to_async(services.room_member_add)(
         room=private_room, username="bob", added_by=user
     )
-    bob_private, _ = await joined(open_socket, other_user, slug="secret")
+    bob_private, _ = await joined(open_socket, other_user, slug=private_room.slug)
     bob_public, _ = await joined(open_socket, other_user, slug="general")
 
     await database_sync_to_async(services.room_member_remove)(

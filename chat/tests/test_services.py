@@ -171,13 +171,15 @@ def test_room_create_validates_the_slug(user):
 
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("write", ["statement", "orm"])
 def test_writers_at_once_chain_each_message_to_the_one_before(
-    room, make_user, monkeypatch, settings
+    room, make_user, monkeypatch, settings, write
 ):
     """Eight connections writing to one room at once: every broadcast's prev_id
     is the message stored just before it, so no client sees a gap that is not
-    there (and resumes for nothing)."""
+    there (and resumes for nothing). Both ways of writing (chat/managers.py)."""
     settings.CHAT_MESSAGE_RATE_LIMIT = ""
+    settings.CHAT_MESSAGE_WRITE = write
     authors = [make_user(f"writer{n}") for n in range(8)]
     sent, lock = [], threading.Lock()
 

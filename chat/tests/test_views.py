@@ -122,44 +122,6 @@ def test_unknown_room_is_a_friendly_404(auth_client):
     assert b"<html" in response.content.lower()
 
 
-def test_signup_logs_the_new_user_in(client):
-    response = client.post(
-        reverse("signup"),
-        {
-            "username": "carol",
-            "password1": "a-long-test-password-42",
-            "password2": "a-long-test-password-42",
-        },
-    )
-    assert response.status_code == 302
-    assert get_user_model().objects.filter(username="carol").exists()
-    lobby = client.get(reverse("chat:lobby")).content.decode()
-    assert "carol" in lobby
-
-
-def test_signup_errors_are_shown(client):
-    response = client.post(
-        reverse("signup"),
-        {"username": "carol", "password1": "a", "password2": "b"},
-    )
-    assert response.status_code == 200
-    assert not get_user_model().objects.exists()
-    assert b"errorlist" in response.content
-
-
-def test_signup_next_must_be_local(client):
-    response = client.post(
-        reverse("signup"),
-        {
-            "username": "dave",
-            "password1": "a-long-test-password-42",
-            "password2": "a-long-test-password-42",
-            "next": "https://evil.example/",
-        },
-    )
-    assert response["Location"] == reverse("chat:lobby")
-
-
 def test_login_and_logout(client, user):
     response = client.post(
         reverse("login"),
@@ -189,22 +151,6 @@ def test_admin_lists_rooms_and_messages(client, room, user, no_broadcast):
     response = client.get(reverse("admin:chat_message_changelist"))
     assert response.status_code == 200
     assert b"hi" in response.content
-
-
-def test_signup_keeps_next_through_the_form(client, room):
-    target = reverse("chat:room", kwargs={"slug": "general"})
-    page = client.get(reverse("signup"), {"next": target}).content.decode()
-    assert f'name="next" value="{target}"' in page
-    response = client.post(
-        reverse("signup"),
-        {
-            "username": "erin",
-            "password1": "a-long-test-password-42",
-            "password2": "a-long-test-password-42",
-            "next": target,
-        },
-    )
-    assert response["Location"] == target
 
 
 def test_admin_cannot_add_messages_behind_the_chats_back(client):

@@ -142,7 +142,7 @@ def test_check_deploy_refuses_a_weak_secret_key():
 
 @pytest.mark.parametrize(
     ("missing", "check_id"),
-    [("REDIS_URL", "chat.W001"), ("DATABASE_URL", "chat.W002")],
+    [("REDIS_URL", "chatroom.W001"), ("DATABASE_URL", "chatroom.W002")],
 )
 def test_check_deploy_warns_without_the_shared_backends(missing, check_id):
     result = check_deploy(**{k: v for k, v in PRODUCTION.items() if k != missing})
@@ -153,9 +153,9 @@ def test_check_deploy_warns_without_the_shared_backends(missing, check_id):
 def test_check_deploy_warns_about_redirect_loops_behind_a_proxy():
     without_proxy_header = PRODUCTION | {"DJANGO_SECURE_PROXY_SSL_HEADER": "false"}
     result = check_deploy(**without_proxy_header)
-    assert "chat.W003" in result.stderr
+    assert "chatroom.W003" in result.stderr
     silenced = check_deploy(
-        **without_proxy_header, DJANGO_SILENCED_SYSTEM_CHECKS="chat.W003"
+        **without_proxy_header, DJANGO_SILENCED_SYSTEM_CHECKS="chatroom.W003"
     )
     assert silenced.returncode == 0, silenced.stderr
 
@@ -186,7 +186,7 @@ def test_env_example_lists_every_variable_that_is_read():
             "deploy/gunicorn.conf.py", r'(?:environ\.get|_int)\("([A-Z_]+)"'
         )
         | variables_read("deploy/start-ws.sh", r"\$\{([A-Z_]+):-")
-        | variables_read("chatroom/wsserver.py", r'environ\.get\("([A-Z_]+)"')
+        | variables_read("levers/stop.py", r'environ\.get\("([A-Z_]+)"')
         | variables_read("docker-compose.yml", r"\$\{([A-Z_]+)(?::?[-?])")
     )
     example = (BASE_DIR / ".env.example").read_text()

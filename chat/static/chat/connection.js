@@ -3,13 +3,17 @@
    closes), resume and gap tracking by prev_id, the HTTP polling fallback and
    the HTTP GET/POST helpers for the messages API. Implements docs/protocol.md.
    What it receives goes to the handlers given by room.js.
-   Defines window.chatroom.createConnection and window.chatroom.backoff. */
+   Defines window.chat.createConnection and window.chat.backoff. */
 (function () {
   "use strict";
 
-  const chatroom = (window.chatroom = window.chatroom || {});
+  const chat = (window.chat = window.chat || {});
 
-  const FINAL_CLOSE_CODES = { 4401: "Signed out — log in again to chat.", 4404: "This room does not exist." };
+  const FINAL_CLOSE_CODES = {
+    4401: "Signed out — log in again to chat.",
+    4404: "This room does not exist.",
+    4429: "Too many chat tabs open — close some, then reload this one.",
+  };
 
   function backoff(attempt, capMs) {
     // Exponential from 500 ms, capped, with "equal jitter" so clients spread out.
@@ -23,13 +27,13 @@
     return Math.max(a, b);
   }
 
-  chatroom.backoff = backoff;
+  chat.backoff = backoff;
 
   // config: the #chat-config object (ws_path, api_url, last_id, poll_interval_ms).
   // handlers: status(state, text), message(msg), presence(users), typing(user),
   //   error(frame) for non-final error frames, opened(), closed() (after the
   //   socket went away, before reconnecting), isKnown(id), csrfToken().
-  chatroom.createConnection = function createConnection(config, handlers) {
+  chat.createConnection = function createConnection(config, handlers) {
     const nextAfter = new Map(); // prev_id -> id from live frames, to close a gap once it is filled
     let lastContiguousId = config.last_id ?? null;
     let state = "connecting";
@@ -234,7 +238,7 @@
     }
 
     function onErrorFrame(frame) {
-      const final = frame.code === "not_authenticated" || frame.code === "room_not_found";
+      const final = ["not_authenticated", "room_not_found", "too_many_sockets"].includes(frame.code);
       if (final) {
         lastErrorDetail = frame.detail || null; // shown when the close that follows arrives
         return;
@@ -244,6 +248,12 @@
         resuming = false;
         resumeFailures += 1;
         setTimeout(() => requestResume(), backoff(resumeFailures, 10000));
+        return;
+      }
+      if (frame.code === "resume_rate_limited") {
+        // Resumed too often: ask again when the server says it will answer.
+        resuming = false;
+        setTimeout(() => requestResume(), (frame.retry_after || 1) * 1000);
         return;
       }
       handlers.error(frame);

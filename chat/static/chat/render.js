@@ -3,11 +3,11 @@
    the connection status text, the send error, presence, "is typing",
    the load-older button and local time formatting.
    Message text is only ever set with textContent / createTextNode.
-   Defines window.chatroom.createView; loaded before connection.js and room.js. */
+   Defines window.chat.createView; loaded before connection.js and room.js. */
 (function () {
   "use strict";
 
-  const chatroom = (window.chatroom = window.chatroom || {});
+  const chat = (window.chat = window.chat || {});
 
   const TYPING_SHOW_MS = 3000;
   const STATUS_TEXT = {
@@ -52,7 +52,7 @@
 
   // els: the page's elements (list, status, presence, typing, sendError, loadOlder);
   // me: the signed-in username.
-  chatroom.createView = function createView(els, me) {
+  chat.createView = function createView(els, me) {
     const known = new Map();   // message id -> <li>
     const typers = new Map();  // username -> hide timer
 

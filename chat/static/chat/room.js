@@ -1,15 +1,15 @@
 /* Chat room client, wiring: reads #chat-config, owns sending (pending
    messages, retries with the same client_id, echo timeouts), typing sends
    and load-older, and starts everything. The page is drawn by render.js
-   (window.chatroom.createView) and the server is reached through
-   connection.js (window.chatroom.createConnection); both load before this. */
+   (window.chat.createView) and the server is reached through
+   connection.js (window.chat.createConnection); both load before this. */
 (function () {
   "use strict";
 
   const configEl = document.getElementById("chat-config");
   if (!configEl) return;
   const config = JSON.parse(configEl.textContent);
-  const chatroom = window.chatroom;
+  const chat = window.chat;
 
   const els = {
     list: document.getElementById("messages"),
@@ -28,8 +28,8 @@
   const pending = new Map();  // client_id -> {clientId, body, li, via, timer, attempts}
   let lastTypingSent = 0;
 
-  const view = chatroom.createView(els, config.user);
-  const conn = chatroom.createConnection(config, {
+  const view = chat.createView(els, config.user);
+  const conn = chat.createConnection(config, {
     status: view.setStatus,
     message: addMessage,
     presence: view.renderPresence,
@@ -114,7 +114,7 @@
   function scheduleRetry(entry, afterSeconds) {
     clearTimeout(entry.timer);
     entry.via = "waiting";
-    const delay = afterSeconds > 0 ? afterSeconds * 1000 : chatroom.backoff(entry.attempts++, 30000);
+    const delay = afterSeconds > 0 ? afterSeconds * 1000 : chat.backoff(entry.attempts++, 30000);
     entry.timer = setTimeout(() => transmit(entry), delay);
   }
 
@@ -239,6 +239,8 @@
 
   view.adoptServerRendered();
   bindEvents();
+  // Text typed before this script ran raised no input event we heard: check it now.
+  checkLength();
   view.scrollToBottom();
   conn.start();
 })();

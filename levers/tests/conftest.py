@@ -1,0 +1,1 @@
+from .servers import daphne  # noqa: F401
