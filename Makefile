@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run runserver test lint format install install-dev certs system-packages clean
+.PHONY: run runserver test lint format install install-dev certs secrets system-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,14 +67,29 @@ system-packages:
 			|| echo "make: apt-get install$$missing failed"; \
 	fi
 
-## A self-signed certificate for trying the compose stack on localhost.
+## A self-signed certificate for trying the compose stack on localhost. The
+## folder is yours alone; the key is readable by nginx's master process, which
+## runs without the capability to read other users' files.
 certs: deploy/certs/fullchain.pem
 
 deploy/certs/fullchain.pem:
-	mkdir -p deploy/certs
+	mkdir -p deploy/certs && chmod 700 deploy/certs
 	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=localhost" \
 		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
 		-keyout deploy/certs/privkey.pem -out deploy/certs/fullchain.pem
+	chmod 644 deploy/certs/privkey.pem
+
+## The compose stack's secrets, random, one file each in deploy/secrets/ (an
+## existing one is kept). Same permissions as the certificate's: compose hands
+## each file as it is to the containers' unprivileged users.
+SECRETS := django_secret_key postgres_password redis_password
+secrets: $(addprefix deploy/secrets/,$(SECRETS))
+
+deploy/secrets/%:
+	@mkdir -p deploy/secrets && chmod 700 deploy/secrets
+	@$(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50) if "$*" == "django_secret_key" else secrets.token_hex(24), end="")' > $@
+	@chmod 644 $@
+	@echo "make: wrote $@"
 
 lint: install-dev
 	$(BIN)/ruff check .

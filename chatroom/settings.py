@@ -2,13 +2,16 @@
 Django settings for chatroom.
 
 Every setting that differs between machines comes from the environment (see
-.env.example for the full list). With no variable set the project runs as a
-development site that needs nothing installed: debug on, SQLite, the in-memory
-channel layer, localhost only.
+.env.example for the full list). Any variable NAME may instead be read from a
+file whose path is in NAME_FILE (Docker and compose secrets, systemd
+credentials). With no variable set the project runs as a development site that
+needs nothing installed: debug on, SQLite, the in-memory channel layer,
+localhost only.
 """
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import environ
 from csp.constants import NONE, SELF
@@ -16,13 +19,15 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+# NAME_FILE, when set, names the file that holds NAME.
+env = environ.FileAwareEnv()
 
 # --- Core --------------------------------------------------------------------
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# A file's final newline is not part of the secret.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="").strip()
 if not SECRET_KEY:
     if DEBUG:
         SECRET_KEY = "django-insecure-development-only-never-use-this-key-in-production"
@@ -98,6 +103,9 @@ DATABASES = {
         env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
     ),
 }
+# The password may also come apart from the URL (DATABASE_PASSWORD_FILE).
+if database_password := env.str("DATABASE_PASSWORD", default="").strip():
+    DATABASES["default"]["PASSWORD"] = database_password
 # 0 closes the connection after each request or consumer call; gunicorn's
 # long-lived sync workers may keep theirs (DB_CONN_MAX_AGE=60), Daphne should not,
 # since every thread it runs sync code in would hold one open.
@@ -138,6 +146,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channel layer -----------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# The password may also come apart from the URL (REDIS_PASSWORD_FILE).
+if REDIS_URL and (redis_password := env.str("REDIS_PASSWORD", default="").strip()):
+    _url = urlsplit(REDIS_URL)
+    _user = quote(_url.username or "", safe="")
+    _host = _url.netloc.rpartition("@")[2]
+    _netloc = f"{_user}:{quote(redis_password, safe='')}@{_host}"
+    REDIS_URL = urlunsplit(_url._replace(netloc=_netloc))
 # Prefix of every Redis channel and key the project uses, so that several sites
 # (or test runs) can share one Redis.
 REDIS_PREFIX = env.str("REDIS_PREFIX", default="chatroom")

@@ -116,3 +116,11 @@ def connect_once_listening(client: socket.socket, path: Path, server) -> None:
                 raise
             time.sleep(0.05)
     client.connect(str(path))
+
+
+def test_the_websocket_server_may_hold_ten_thousand_sockets():
+    """A socket is a file descriptor, and systemd's default soft limit is 1,024:
+    the unit raises it for Daphne (nginx raises its own, worker_rlimit_nofile)."""
+    unit = (UNITS_DIR / "chatroom-ws.service").read_text()
+    limit = re.search(r"^LimitNOFILE=(\d+)$", unit, re.MULTILINE)
+    assert limit is not None and int(limit[1]) >= 10_000 + 1_024

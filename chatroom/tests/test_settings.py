@@ -17,7 +17,9 @@ ENV_VARIABLES = (
     "DJANGO_CSRF_TRUSTED_ORIGINS",
     "DJANGO_SECURE_PROXY_SSL_HEADER",
     "DATABASE_URL",
+    "DATABASE_PASSWORD",
     "REDIS_URL",
+    "REDIS_PASSWORD",
 )
 # The production variables of docs/deploy.md, as docker-compose.yml sets them.
 PRODUCTION = {
@@ -50,7 +52,11 @@ print(json.dumps({
 
 
 def clean_env(**variables) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_VARIABLES}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.removesuffix("_FILE") not in ENV_VARIABLES
+    }
     return env | {"DJANGO_SETTINGS_MODULE": "chatroom.settings", **variables}
 
 
@@ -107,6 +113,59 @@ def test_redis_url_selects_the_redis_channel_layer():
     loaded = json.loads(load_settings(REDIS_URL="redis://cache:6379/2").stdout)
     assert loaded["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert loaded["layer_config"]["hosts"] == [{"address": "redis://cache:6379/2"}]
+
+
+PRINT_SECRETS = """
+import json, django
+django.setup()
+from django.conf import settings
+print(json.dumps({
+    "secret_key": settings.SECRET_KEY,
+    "db_password": settings.DATABASES["default"]["PASSWORD"],
+    "redis_url": settings.REDIS_URL,
+}))
+"""
+
+
+def test_secrets_come_from_the_files_their_file_variables_name(tmp_path):
+    """docker-compose.yml's secrets: DJANGO_SECRET_KEY_FILE and the passwords
+    apart from their URLs, each file's final newline not part of it."""
+    files = {
+        "key": "k" * 50 + "\n",
+        "db": "pg-pass\n",
+        "redis": "r@d:s/pass\n",  # quoted into the URL
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-c", PRINT_SECRETS],
+        cwd=BASE_DIR,
+        env=clean_env(
+            DJANGO_DEBUG="false",
+            DJANGO_SECRET_KEY_FILE=str(tmp_path / "key"),
+            DATABASE_URL="postgres://chat@db:5432/chat",
+            DATABASE_PASSWORD_FILE=str(tmp_path / "db"),
+            REDIS_URL="redis://redis:6379/0",
+            REDIS_PASSWORD_FILE=str(tmp_path / "redis"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "secret_key": "k" * 50,
+        "db_password": "pg-pass",
+        "redis_url": "redis://:r%40d%3As%2Fpass@redis:6379/0",
+    }
+
+
+def test_a_missing_secret_file_stops_the_start(tmp_path):
+    result = load_settings(
+        DJANGO_DEBUG="false", DJANGO_SECRET_KEY_FILE=str(tmp_path / "absent")
+    )
+    assert result.returncode != 0
+    assert "absent" in result.stderr
 
 
 def test_secret_key_is_required_when_debug_is_off():

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# First start: initdb with POSTGRES_USER / POSTGRES_PASSWORD, create POSTGRES_DB,
+# First start: initdb with POSTGRES_USER / POSTGRES_PASSWORD (or
+# POSTGRES_PASSWORD_FILE), create POSTGRES_DB,
 # listen on every address with password auth, as the official image does.
 set -o errexit -o nounset -o pipefail
 
+# POSTGRES_PASSWORD_FILE, as in the official image: the password from a file.
+if [[ -n "${POSTGRES_PASSWORD_FILE:-}" ]]; then
+    POSTGRES_PASSWORD="$(<"$POSTGRES_PASSWORD_FILE")"
+fi
 : "${POSTGRES_USER:=postgres}"
 : "${POSTGRES_DB:=$POSTGRES_USER}"
 : "${POSTGRES_HOST_AUTH_METHOD:=scram-sha-256}"

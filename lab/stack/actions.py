@@ -136,9 +136,10 @@ def database_connections(stack) -> int:
 
 
 def kill_daphne(container: dict) -> None:
-    """SIGKILL the Daphne process, as a crash would (not `docker stop`): as
-    root in the container, every process but its init, which then exits."""
+    """SIGKILL the Daphne process, as a crash would (not `docker stop`): every
+    process in the container but its init, which then exits. As the app's own
+    user: root in the container has no capability to signal another user's."""
     subprocess.run(
-        ["docker", "exec", "--user", "0", container["Id"], "sh", "-c", "kill -9 -1"],
+        ["docker", "exec", container["Id"], "sh", "-c", "kill -9 -1"],
         capture_output=True, check=False,
     )  # fmt: skip

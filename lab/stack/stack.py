@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -67,8 +68,15 @@ class Stack:
         self.https_port, self.http_port = free_ports(2)
         self.compose = compose_command()
         self.certs = self.workdir / "certs"
+        self.secrets = self.workdir / "secrets"
         self.env_file = self.workdir / "stack.env"
         self.build_log = self.workdir / "build.log"
+
+    @property
+    def open_files_limit(self) -> int:
+        """compose's default, or this machine's limit where it is lower: the
+        engine cannot give a container more than it has itself."""
+        return min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
     @property
     def origin(self) -> str:
@@ -81,7 +89,8 @@ class Stack:
     # --- lifecycle -----------------------------------------------------------------
 
     def write_config(self) -> None:
-        """A certificate for localhost and an env file, as a user would write."""
+        """A certificate for localhost, the secrets and an env file, as a user
+        would write them."""
         self.certs.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
@@ -94,9 +103,18 @@ class Stack:
             check=True,
             capture_output=True,
         )  # fmt: skip
+        # What `make secrets` writes.
+        self.secrets.mkdir(mode=0o700, exist_ok=True)
+        for name, value in {
+            "django_secret_key": os.urandom(32).hex() + os.urandom(16).hex(),
+            "postgres_password": os.urandom(12).hex(),
+            "redis_password": os.urandom(12).hex(),
+        }.items():
+            (self.secrets / name).write_text(value)
+            (self.secrets / name).chmod(0o644)
         settings = {
-            "DJANGO_SECRET_KEY": os.urandom(32).hex() + os.urandom(16).hex(),
-            "POSTGRES_PASSWORD": os.urandom(12).hex(),
+            "SECRETS_DIR": str(self.secrets),
+            "OPEN_FILES_LIMIT": str(self.open_files_limit),
             "APP_ENV_FILE": str(self.env_file),
             "DJANGO_ALLOWED_HOSTS": "localhost",
             "NGINX_SERVER_NAME": "localhost",
