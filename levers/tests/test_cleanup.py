@@ -101,6 +101,16 @@ async def left_subscribed(channel: str) -> bool:
     return not await eventually(unsubscribed, timeout=1)
 
 
+async def ended_leaving_subscribed(running: asyncio.Task, channel: str) -> bool:
+    """Once the consumer has ended, killed or not: whether `channel` stayed
+    subscribed in Redis (the layer is flushed afterwards)."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(running, 5)
+    left = await left_subscribed(channel)
+    await get_channel_layer().flush()
+    return left
+
+
 async def test_a_message_arriving_with_the_disconnect(lever, pubsub_layer):
     """django/channels_redis#276: the channel's receive() has returned when
     the consumer ends, so nothing cancels it and nothing unsubscribes."""
@@ -111,10 +121,7 @@ async def test_a_message_arriving_with_the_disconnect(lever, pubsub_layer):
         pubsub_layer.serialize({"type": "chat.message"})
     )
     client.put_nowait({"type": "client.stop"})
-    await asyncio.wait_for(running, 5)
-
-    left = await left_subscribed(channel)
-    await pubsub_layer.flush()
+    left = await ended_leaving_subscribed(running, channel)
     assert left == (lever == "off")
 
 
@@ -131,11 +138,7 @@ async def test_a_consumer_daphne_cancels_twice(lever, pubsub_layer):
         await asyncio.sleep(0.05)
         running.cancel()
         await asyncio.sleep(0.05)
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(running, 5)
-
-    left = await left_subscribed(channel)
-    await pubsub_layer.flush()
+    left = await ended_leaving_subscribed(running, channel)
     assert left == (lever == "off")
 
 
@@ -159,11 +162,7 @@ async def test_a_consumer_daphne_cancels_while_it_releases_its_channel(
         if running.done():
             break
         running.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(running, 5)
-
-    left = await left_subscribed(channel)
-    await pubsub_layer.flush()
+    left = await ended_leaving_subscribed(running, channel)
     assert left == (lever == "off")
 
 
@@ -205,11 +204,7 @@ async def test_a_consumer_daphne_kills_before_it_dispatched_the_disconnect(
     # consumer had no turn between them.
     client.put_nowait({"type": "websocket.disconnect", "code": 1006})
     running.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(running, 5)
-
-    left = await left_subscribed(group_channel)
-    await pubsub_layer.flush()
+    left = await ended_leaving_subscribed(running, group_channel)
     assert left == (lever == "off")
     assert consumer.disconnects == ([] if lever == "off" else [1006])
 
