@@ -160,8 +160,9 @@ def fresh_socket_counts():
     left in Redis under the same user ids."""
     from chat import presence
 
-    presence._memory_store.user_sockets.clear()
-    presence._memory_store.typing.clear()
+    presence._memory_sockets.user_sockets.clear()
+    presence._memory_sockets.typing.clear()
+    presence._memory_store.rooms.clear()
     if settings.REDIS_URL:
         import redis
 

@@ -7,8 +7,8 @@ sockets it holds. The channel layer (channels_redis' RedisPubSubChannelLayer):
 every consumer's channel and every group with a member in a process is one
 SUBSCRIBE of that process's pub/sub connection, named after REDIS_PREFIX, so
 `PUBSUB CHANNELS <prefix>*` lists exactly what the servers of one prefix are
-subscribed to; and the presence entries (chat/presence.py), one per socket in
-a sorted set per room.
+subscribed to; and the presence entries (chat/presence_store.py), one per
+socket in a sorted set per user and room.
 """
 
 from __future__ import annotations
@@ -92,9 +92,9 @@ def presence_entries(client: redis.Redis, prefix: str, live: bool = False) -> in
     """Sockets listed in the rooms' presence sets; with `live`, only those not
     yet expired (an entry's score is its expiry time)."""
     low = f"({time.time()}" if live else "-inf"
+    pattern = f"{glob_escape(prefix)}:presence:*:sockets:*"
     return sum(
-        client.zcount(key, low, "+inf")
-        for key in client.scan_iter(match=f"{glob_escape(prefix)}:presence:*")
+        client.zcount(key, low, "+inf") for key in client.scan_iter(match=pattern)
     )
 
 

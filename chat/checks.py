@@ -8,7 +8,11 @@ from limits import parse
 @register()
 def check_chat_settings(app_configs, **kwargs) -> list[Error]:
     errors = []
-    for name in ("CHAT_MESSAGE_RATE_LIMIT", "CHAT_RESUME_RATE_LIMIT"):
+    for name in (
+        "CHAT_MESSAGE_RATE_LIMIT",
+        "CHAT_RESUME_RATE_LIMIT",
+        "CHAT_PRESENCE_RATE_LIMIT",
+    ):
         limit = getattr(settings, name)
         try:
             if limit:

@@ -23,12 +23,13 @@ from .outages import database_call
 from .presence import (
     presence_join,
     presence_leave,
+    presence_page,
     typing_allowed,
     user_socket_close,
     user_socket_open,
 )
 from .protocol import CloseCode
-from .ratelimit import resume_rate_check
+from .ratelimit import presence_rate_check, resume_rate_check
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             username=self.user.get_username(),
         )
         self.present = True
+        await self.send_presence()
 
     async def disconnect(self, code: int) -> None:
         access_unwatch(channel_name=self.channel_name)
@@ -166,6 +168,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.receive_message(frame.data)
         elif frame.type == "resume":
             await self.receive_resume(frame.data)
+        elif frame.type == "presence":
+            await self.receive_presence(frame.data)
         else:
             await self.receive_typing()
 
@@ -225,6 +229,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             }
         )
 
+    async def receive_presence(self, data: dict) -> None:
+        """The client asks for the next page of the roster."""
+        try:
+            after = protocol.parse_presence_after(data.get("after"))
+            presence_rate_check(channel_name=self.channel_name)
+        except ChatError as error:
+            await self.send_error(error)
+            return
+        if not await self.send_presence(after=after):
+            await self.send_error(
+                ChatError("presence_failed", "Presence is unavailable; ask again.")
+            )
+
     async def receive_typing(self) -> None:
         now = time.monotonic()
         if now - self.last_typing < settings.CHAT_TYPING_INTERVAL:
@@ -249,6 +266,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=event["text"])
 
     chat_presence = chat_typing = chat_message
+
+    async def chat_presence_resync(self, event: dict) -> None:
+        """Changes may have been lost (Redis was away): send the roster afresh."""
+        if self.room is not None:
+            await self.send_presence()
 
     async def chat_close(self, event: dict) -> None:
         """The user logged out of the session this socket was opened with."""
@@ -283,6 +305,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame: dict) -> None:
         await self.send(text_data=protocol.encode(frame))
+
+    async def send_presence(self, *, after: str | None = None) -> bool:
+        """Send a page of the room's roster; False if it could not be read."""
+        page = await presence_page(slug=self.slug, after=after)
+        if page is None:
+            return False
+        await self.send_frame(protocol.presence_frame(page))
+        return True
 
     async def send_error(self, error: ChatError, *, client_id: str | None = None):
         await self.send_frame(protocol.error_frame(error, client_id=client_id))

@@ -13,7 +13,7 @@ import logging
 import uuid
 import weakref
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -22,11 +22,16 @@ from . import protocol
 from .models import Message
 from .outbox import Outbox
 
+if TYPE_CHECKING:
+    from .presence_store import PresenceChange
+
 logger = logging.getLogger(__name__)
 
 # Consumer handler names are the event types with "." turned into "_".
 MESSAGE_EVENT = "chat.message"
 PRESENCE_EVENT = "chat.presence"
+# Tells a room's sockets to send their client the roster afresh.
+PRESENCE_RESYNC_EVENT = "chat.presence_resync"
 TYPING_EVENT = "chat.typing"
 # Tells a user's sockets to close (chat.consumers.ChatConsumer.chat_close).
 CLOSE_EVENT = "chat.close"
@@ -128,8 +133,27 @@ async def socket_leave(*, slug: str, user_id: int, channel_name: str) -> None:
     )
 
 
-async def presence_changed(*, slug: str, users: list[str]) -> None:
-    await _group_send(slug, PRESENCE_EVENT, {"type": "presence", "users": users})
+async def presence_changed(
+    *, slug: str, changes: list["PresenceChange"], count: int
+) -> None:
+    frame = {
+        "type": "presence_change",
+        "changes": [
+            {"user": c.user, "present": c.present, "version": c.version}
+            for c in changes
+        ],
+        "count": count,
+    }
+    await _group_send(slug, PRESENCE_EVENT, frame)
+
+
+async def presence_resync(*, slug: str) -> None:
+    """Have every socket in the room send its client the roster afresh: each
+    reads it after the event reached it, so no change it handles later is
+    older than its roster."""
+    await get_channel_layer().group_send(
+        room_group(slug), {"type": PRESENCE_RESYNC_EVENT}
+    )
 
 
 async def user_typing(*, slug: str, username: str) -> None:

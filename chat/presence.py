@@ -2,15 +2,22 @@
 Who is in each room, how many sockets each user has open, and who may say they
 are typing.
 
-With REDIS_URL set, presence lives in Redis so every server process sees the
-same list: one sorted set per room whose members are "<channel>\\t<username>"
-scored by their expiry time, and one per user whose members are its sockets'
-channels. Each process refreshes the entries of its own
-sockets every CHAT_PRESENCE_TTL / 3 seconds in one pipeline, so the entries of
-a process that dies without saying goodbye expire on their own. Without Redis
-(the development defaults) presence is kept in this process's memory.
+A room's presence travels as changes: when a user's first socket joins a room,
+or their last one leaves it, the room gets a `presence_change` frame, and each
+new socket gets the roster once, a page at a time (`presence` frames). Every
+change carries the room's presence version, so a client keeps what is newest
+per user whatever order frames from different server processes arrive in
+(docs/protocol.md). Changes are gathered per room for ANNOUNCE_DELAY, so a
+thousand sockets joining at once send each socket a handful of frames.
 
-Presence is best effort: if Redis is unreachable the chat goes on without it.
+The store (chat.presence_store) is Redis with REDIS_URL, shared by every
+server process, with entries that expire unless their process refreshes them;
+without Redis (the development defaults) it is this process's memory.
+
+Presence is best effort: if Redis is unreachable the chat goes on without it,
+and once Redis answers again every socket of the rooms concerned gets its
+roster afresh (a resync), so nothing a lost change would have said stays
+wrong.
 """
 
 import asyncio
@@ -23,38 +30,59 @@ from django.conf import settings
 from redis import asyncio as aioredis
 
 from . import events
+from .presence_store import (
+    MemoryPresence,
+    PresenceChange,
+    PresencePage,
+    RedisPresence,
+)
 
 logger = logging.getLogger(__name__)
 
-SEPARATOR = "\t"
 # Typing notices remembered by the in-memory store before it starts afresh.
 TYPING_ENTRIES_KEPT = 10_000
-# Redis connections per server process, and seconds to wait for a free one.
-POOL_SIZE = 20
-POOL_TIMEOUT = 10
+# Seconds during which a room's presence changes are gathered into one frame.
+ANNOUNCE_DELAY = 0.2
+# Seconds before a resync is sent, and the longest wait between two tries.
+RESYNC_DELAY = 1.0
+RESYNC_DELAY_MAX = 30.0
+
+__all__ = ["PresencePage", "presence_join", "presence_leave", "presence_page"]
 
 
 async def presence_join(*, slug: str, channel_name: str, username: str) -> None:
-    """Record a socket in a room and announce the room's users soon."""
+    """Record a socket in a room; announce the user if they just came."""
     try:
-        await _store().join(slug, channel_name, username)
+        version = await _store().join(slug, channel_name, username)
     except Exception as exc:
         logger.warning("presence: join of %s failed: %r", slug, exc)
-    _schedule_announcement(slug)
+        _schedule_resync(slug)
+        return
+    _start_refresher()
+    if version:
+        _announce_soon(slug, [PresenceChange(username, True, version)])
 
 
 async def presence_leave(*, slug: str, channel_name: str) -> None:
-    """Forget a socket and announce the room's remaining users soon."""
+    """Forget a socket; announce its user's leaving if it was their last."""
     try:
-        await _store().leave(slug, channel_name)
-    except Exception as exc:
+        change = await _store().leave(slug, channel_name)
+    except Exception as exc:  # the entry expires by itself, and is swept
         logger.warning("presence: leave of %s failed: %r", slug, exc)
-    _schedule_announcement(slug)
+        return
+    if change is not None:
+        _announce_soon(slug, [change])
 
 
-async def presence_list(*, slug: str) -> list[str]:
-    """The room's users, sorted, each once however many sockets they have."""
-    return await _store().list(slug)
+async def presence_page(*, slug: str, after: str | None = None) -> PresencePage | None:
+    """One page of the room's present users, in name order, after `after`; None
+    when the store cannot be read (the room is resynced once it can)."""
+    try:
+        return await _store().page(slug, after, settings.CHAT_PRESENCE_PAGE_SIZE)
+    except Exception as exc:
+        logger.warning("presence: reading the roster of %s failed: %r", slug, exc)
+        _schedule_resync(slug)
+        return None
 
 
 async def user_socket_open(*, user_id: int, channel_name: str) -> int | None:
@@ -62,15 +90,17 @@ async def user_socket_open(*, user_id: int, channel_name: str) -> int | None:
     how many the user has open now, this one included (None when Redis could
     not say: the limit goes unchecked rather than refusing everyone)."""
     try:
-        return await _store().user_socket_open(user_id, channel_name)
+        count = await _sockets().open(user_id, channel_name)
     except Exception as exc:
         logger.warning("presence: counting the sockets of %s failed: %r", user_id, exc)
         return None
+    _start_refresher()
+    return count
 
 
 async def user_socket_close(*, user_id: int, channel_name: str) -> None:
     try:
-        await _store().user_socket_close(user_id, channel_name)
+        await _sockets().close(user_id, channel_name)
     except Exception as exc:  # its entry expires by itself
         logger.warning("presence: uncounting a socket of %s failed: %r", user_id, exc)
 
@@ -80,7 +110,7 @@ async def typing_allowed(*, slug: str, user_id: int) -> bool:
     CHAT_TYPING_INTERVAL per user and room, whichever socket or process it
     comes from."""
     try:
-        return await _store().typing_allowed(
+        return await _sockets().typing_allowed(
             slug, user_id, settings.CHAT_TYPING_INTERVAL
         )
     except Exception as exc:  # a lost typing notice is harmless
@@ -88,41 +118,122 @@ async def typing_allowed(*, slug: str, user_id: int) -> bool:
         return False
 
 
-# Joins and leaves are announced once per room per ANNOUNCE_DELAY and per
-# process: a storm of 200 sockets joining sends a handful of presence frames to
-# each socket, not 200.
-ANNOUNCE_DELAY = 0.2
+# --- Announcing changes ---------------------------------------------------------
+
+# Per event loop: slug -> the changes waiting for their frame.
 _pending: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]"
 _pending = weakref.WeakKeyDictionary()
+# Per event loop: the slugs with a resync on its way.
+_resyncing: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set]"
+_resyncing = weakref.WeakKeyDictionary()
+_tasks: set[asyncio.Task] = set()  # strong references until they end
 
 
-def _schedule_announcement(slug: str) -> None:
+def _spawn(coroutine) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+def _announce_soon(slug: str, changes: list[PresenceChange]) -> None:
     pending = _pending.setdefault(asyncio.get_running_loop(), {})
     if slug not in pending:
-        pending[slug] = asyncio.ensure_future(_announce(slug, pending))
+        pending[slug] = []
+        _spawn(_announce(slug, pending))
+    pending[slug].extend(changes)
 
 
 async def _announce(slug: str, pending: dict) -> None:
     await asyncio.sleep(ANNOUNCE_DELAY)
-    del pending[slug]
+    latest: dict[str, PresenceChange] = {}
+    for change in pending.pop(slug):
+        if change.user not in latest or latest[change.user].version < change.version:
+            latest[change.user] = change
     try:
-        users = await presence_list(slug=slug)
-        await events.presence_changed(slug=slug, users=users)
+        count = await _store().count(slug)
+        await events.presence_changed(
+            slug=slug,
+            changes=sorted(latest.values(), key=lambda c: c.version),
+            count=count,
+        )
     except Exception as exc:
         logger.warning("presence: announcement in %s failed: %r", slug, exc)
+        _schedule_resync(slug)
 
 
-class _MemoryPresence:
+def _schedule_resync(slug: str) -> None:
+    """Have every socket of the room get its roster afresh once Redis answers:
+    changes were lost, or may have been."""
+    resyncing = _resyncing.setdefault(asyncio.get_running_loop(), set())
+    if slug not in resyncing:
+        resyncing.add(slug)
+        _spawn(_resync(slug, resyncing))
+
+
+async def _resync(slug: str, resyncing: set) -> None:
+    delay = RESYNC_DELAY
+    try:
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await events.presence_resync(slug=slug)
+                return
+            except Exception as exc:
+                logger.warning("presence: resync of %s failed: %r", slug, exc)
+                delay = min(delay * 2, RESYNC_DELAY_MAX)
+    finally:
+        resyncing.discard(slug)
+
+
+# --- Keeping Redis entries alive -------------------------------------------------
+
+
+def _start_refresher() -> None:
+    if not settings.REDIS_URL:
+        return
+    sockets = _sockets()
+    if sockets.refresher is None or sockets.refresher.done():
+        sockets.refresher = asyncio.ensure_future(_refresh_forever(sockets))
+
+
+async def _refresh_forever(sockets: "_RedisSockets") -> None:
+    store = _store()
+    failed = False
+    while store.local or sockets.local:
+        await asyncio.sleep(settings.CHAT_PRESENCE_TTL / 3)
+        try:
+            changes, lost = await store.refresh()
+            await sockets.refresh()
+        except Exception as exc:
+            logger.warning("presence: refresh failed: %r", exc)
+            failed = True
+            continue
+        by_room = defaultdict(list)
+        for slug, change in changes:
+            by_room[slug].append(change)
+        for slug, room_changes in by_room.items():
+            _announce_soon(slug, room_changes)
+        if failed or lost:
+            # Redis was away, or lost what it held: what happened meanwhile
+            # was not announced, or not correctly.
+            for slug in {slug for slug, _channel in store.local}:
+                _schedule_resync(slug)
+        failed = False
+
+
+# --- A user's sockets and typing notices --------------------------------------------
+
+
+class _MemorySockets:
     def __init__(self) -> None:
-        self.rooms: dict[str, dict[str, str]] = defaultdict(dict)
         self.user_sockets: dict[int, set[str]] = defaultdict(set)
         self.typing: dict[tuple[str, int], float] = {}
 
-    async def user_socket_open(self, user_id: int, channel_name: str) -> int:
+    async def open(self, user_id: int, channel_name: str) -> int:
         self.user_sockets[user_id].add(channel_name)
         return len(self.user_sockets[user_id])
 
-    async def user_socket_close(self, user_id: int, channel_name: str) -> None:
+    async def close(self, user_id: int, channel_name: str) -> None:
         sockets = self.user_sockets.get(user_id, set())
         sockets.discard(channel_name)
         if not sockets:
@@ -138,48 +249,24 @@ class _MemoryPresence:
         self.typing[(slug, user_id)] = now
         return True
 
-    async def join(self, slug: str, channel_name: str, username: str) -> None:
-        self.rooms[slug][channel_name] = username
 
-    async def leave(self, slug: str, channel_name: str) -> None:
-        room = self.rooms.get(slug, {})
-        room.pop(channel_name, None)
-        if not room:
-            self.rooms.pop(slug, None)
+class _RedisSockets:
+    """A user's open sockets, one sorted set per user scored by expiry, shared
+    by every process; and typing notices, one expiring key per user and room."""
 
-    async def list(self, slug: str) -> list[str]:
-        return sorted(set(self.rooms.get(slug, {}).values()))
-
-
-class _RedisPresence:
-    """The Redis store of one event loop (a Daphne process has one)."""
-
-    def __init__(self, url: str, ttl: int) -> None:
-        # A blocking pool waits for a free connection instead of raising
-        # MaxConnectionsError when hundreds of sockets join at the same moment.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=POOL_TIMEOUT, decode_responses=True
-        )
-        self.redis = aioredis.Redis(connection_pool=pool)
+    def __init__(self, redis: aioredis.Redis, ttl: int) -> None:
+        self.redis = redis
         self.ttl = ttl
-        # (slug, channel) -> member, for the sockets of this process.
-        self.local: dict[tuple[str, str], str] = {}
-        # channel -> user id, for the sockets of this process.
-        self.user_local: dict[str, int] = {}
+        self.local: dict[str, int] = {}  # channel -> user id, this process's
         self.refresher: asyncio.Task | None = None
 
     @staticmethod
-    def key(slug: str) -> str:
-        return f"{settings.REDIS_PREFIX}:presence:{slug}"
-
-    @staticmethod
-    def user_key(user_id: int) -> str:
+    def key(user_id: int) -> str:
         return f"{settings.REDIS_PREFIX}:sockets:{user_id}"
 
-    async def user_socket_open(self, user_id: int, channel_name: str) -> int:
-        key, now = self.user_key(user_id), time.time()
-        self.user_local[channel_name] = user_id
-        self._start_refresher()
+    async def open(self, user_id: int, channel_name: str) -> int:
+        key, now = self.key(user_id), time.time()
+        self.local[channel_name] = user_id
         async with self.redis.pipeline(transaction=True) as pipe:
             # Sockets of a process that died without saying goodbye expire.
             pipe.zremrangebyscore(key, "-inf", now)
@@ -189,98 +276,52 @@ class _RedisPresence:
             *_done, count = await pipe.execute()
         return count
 
-    async def user_socket_close(self, user_id: int, channel_name: str) -> None:
-        if self.user_local.pop(channel_name, None) is not None:
-            await self.redis.zrem(self.user_key(user_id), channel_name)
+    async def close(self, user_id: int, channel_name: str) -> None:
+        if self.local.pop(channel_name, None) is not None:
+            await self.redis.zrem(self.key(user_id), channel_name)
 
     async def typing_allowed(self, slug: str, user_id: int, interval: float) -> bool:
         key = f"{settings.REDIS_PREFIX}:typing:{slug}:{user_id}"
         milliseconds = max(1, round(interval * 1000))
         return bool(await self.redis.set(key, 1, nx=True, px=milliseconds))
 
-    async def join(self, slug: str, channel_name: str, username: str) -> None:
-        member = f"{channel_name}{SEPARATOR}{username}"
-        self.local[(slug, channel_name)] = member
-        self._start_refresher()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.key(slug), {member: time.time() + self.ttl})
-            # The key itself outlives its last member only briefly.
-            pipe.expire(self.key(slug), self.ttl * 2)
-            await pipe.execute()
-
-    async def leave(self, slug: str, channel_name: str) -> None:
-        member = self.local.pop((slug, channel_name), None)
-        if member is not None:
-            await self.redis.zrem(self.key(slug), member)
-
-    async def list(self, slug: str) -> list[str]:
-        key = self.key(slug)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zremrangebyscore(key, "-inf", time.time())
-            pipe.zrange(key, 0, -1)
-            _removed, members = await pipe.execute()
-        return sorted({member.split(SEPARATOR, 1)[1] for member in members})
-
-    def _start_refresher(self) -> None:
-        if self.refresher is None or self.refresher.done():
-            self.refresher = asyncio.ensure_future(self._refresh_forever())
-
-    async def _refresh_forever(self) -> None:
-        while self.local or self.user_local:
-            await asyncio.sleep(self.ttl / 3)
-            try:
-                await self._refresh()
-            except Exception as exc:
-                logger.warning("presence: refresh failed: %r", exc)
-
-    async def _refresh(self) -> None:
+    async def refresh(self) -> None:
         now = time.time()
-        entries = list(self.local.items())
-        sockets = list(self.user_local.items())
-        slugs = sorted({slug for (slug, _channel), _member in entries})
+        sockets = list(self.local.items())
         async with self.redis.pipeline(transaction=False) as pipe:
-            # Drop what other (dead) processes left behind in our rooms...
-            for slug in slugs:
-                pipe.zremrangebyscore(self.key(slug), "-inf", now)
-            # ...and keep our own sockets alive. XX: only entries still there, or
-            # a socket that left while this pipeline ran would be put back.
-            for (slug, _channel), member in entries:
-                pipe.zadd(self.key(slug), {member: now + self.ttl}, xx=True, ch=True)
-                pipe.expire(self.key(slug), self.ttl * 2)
+            # XX: only entries still there, or a socket that closed while this
+            # pipeline ran would be put back.
             for channel, user_id in sockets:
-                key = self.user_key(user_id)
-                pipe.zadd(key, {channel: now + self.ttl}, xx=True, ch=True)
-                pipe.expire(key, self.ttl * 2)
-            results = await pipe.execute()
-        # The pipeline answers the removals first, one per room.
-        for slug, removed in zip(slugs, results[: len(slugs)], strict=True):
-            if removed:
-                _schedule_announcement(slug)
-        # An entry of ours that was not there expired while Redis was away or
-        # this process was late: add it again if its socket is still here.
-        rooms_end = len(slugs) + 2 * len(entries)
-        refreshed = results[len(slugs) : rooms_end : 2]
-        for ((slug, channel), member), updated in zip(entries, refreshed, strict=True):
-            if not updated and self.local.get((slug, channel)) == member:
-                await self.redis.zadd(self.key(slug), {member: now + self.ttl})
-                _schedule_announcement(slug)
-        counted = results[rooms_end::2]
+                pipe.zadd(
+                    self.key(user_id), {channel: now + self.ttl}, xx=True, ch=True
+                )
+                pipe.expire(self.key(user_id), self.ttl * 2)
+            counted = (await pipe.execute())[::2]
         for (channel, user_id), updated in zip(sockets, counted, strict=True):
-            if not updated and self.user_local.get(channel) == user_id:
-                await self.redis.zadd(self.user_key(user_id), {channel: now + self.ttl})
+            if not updated and self.local.get(channel) == user_id:
+                await self.redis.zadd(self.key(user_id), {channel: now + self.ttl})
 
 
-_memory_store = _MemoryPresence()
-_redis_stores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _RedisPresence]"
-_redis_stores = weakref.WeakKeyDictionary()
+# --- One store per event loop -------------------------------------------------------
+
+_memory_store = MemoryPresence()
+_memory_sockets = _MemorySockets()
+_redis: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple]"
+_redis = weakref.WeakKeyDictionary()
 
 
-def _store() -> _MemoryPresence | _RedisPresence:
-    if not settings.REDIS_URL:
-        return _memory_store
+def _redis_pair() -> tuple[RedisPresence, _RedisSockets]:
     loop = asyncio.get_running_loop()
-    store = _redis_stores.get(loop)
-    if store is None:
-        store = _RedisPresence(settings.REDIS_URL, settings.CHAT_PRESENCE_TTL)
-        _redis_stores[loop] = store
-    return store
+    pair = _redis.get(loop)
+    if pair is None:
+        store = RedisPresence(settings.REDIS_URL, settings.CHAT_PRESENCE_TTL)
+        pair = _redis[loop] = (store, _RedisSockets(store.redis, store.ttl))
+    return pair
+
+
+def _store() -> MemoryPresence | RedisPresence:
+    return _redis_pair()[0] if settings.REDIS_URL else _memory_store
+
+
+def _sockets() -> _MemorySockets | _RedisSockets:
+    return _redis_pair()[1] if settings.REDIS_URL else _memory_sockets

@@ -9,8 +9,11 @@ from typing import Any
 
 from .errors import ChatError
 from .models import Message
+from .presence_store import PresencePage
 
-CLIENT_FRAME_TYPES = frozenset({"message", "resume", "typing"})
+CLIENT_FRAME_TYPES = frozenset({"message", "presence", "resume", "typing"})
+# The longest user name a roster page may start after (Django's username).
+MAX_USERNAME_LENGTH = 150
 
 
 class CloseCode:
@@ -63,6 +66,30 @@ def parse_resume_after(value: Any) -> int:
             "invalid_after", '"after" must be a message id: an integer of 0 or more.'
         )
     return value
+
+
+def parse_presence_after(value: Any) -> str | None:
+    if value is None or (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_USERNAME_LENGTH
+        and not any(0xD800 <= ord(c) <= 0xDFFF for c in value)  # no lone surrogate
+    ):
+        return value
+    raise ChatError(
+        "invalid_after", '"after" must be a user name from the last roster page.'
+    )
+
+
+def presence_frame(page: PresencePage) -> dict[str, Any]:
+    """A page of a room's roster (docs/protocol.md, `presence`)."""
+    return {
+        "type": "presence",
+        "users": page.users,
+        "after": page.after,
+        "next": page.next,
+        "count": page.count,
+        "version": page.version,
+    }
 
 
 def message_frame(message: Message) -> dict[str, Any]:

@@ -4,8 +4,9 @@ Rate limits, each a moving window:
 - how many messages a user may send: CHAT_MESSAGE_RATE_LIMIT, counted per user
   over every socket and HTTP post, across all server processes (the counters
   live in Redis; without REDIS_URL, in this process);
-- how many `resume` frames one socket may send: CHAT_RESUME_RATE_LIMIT, counted
-  in the process that holds the socket.
+- how many `resume` frames one socket may send: CHAT_RESUME_RATE_LIMIT, and how
+  many roster pages it may ask for: CHAT_PRESENCE_RATE_LIMIT, both counted in
+  the process that holds the socket.
 """
 
 import logging
@@ -50,12 +51,26 @@ def message_rate_check(*, user: AbstractBaseUser) -> None:
 def resume_rate_check(*, channel_name: str) -> None:
     """Count one resume by this socket, or raise ChatError("resume_rate_limited")
     when the limit is reached; a refused resume does not count."""
-    limiter = _limiter(settings.CHAT_RESUME_RATE_LIMIT, "")  # this process's
-    retry_after = _hit(limiter, "resume", channel_name)
+    _socket_rate_check(
+        settings.CHAT_RESUME_RATE_LIMIT, "resume", channel_name, "resumes"
+    )
+
+
+def presence_rate_check(*, channel_name: str) -> None:
+    """Count one roster page asked for by this socket, or raise
+    ChatError("presence_rate_limited") when the limit is reached."""
+    _socket_rate_check(
+        settings.CHAT_PRESENCE_RATE_LIMIT, "presence", channel_name, "roster pages"
+    )
+
+
+def _socket_rate_check(limit: str, what: str, channel_name: str, plural: str):
+    limiter = _limiter(limit, "")  # this process's
+    retry_after = _hit(limiter, what, channel_name)
     if retry_after:
         raise ChatError(
-            "resume_rate_limited",
-            f"Too many resumes (at most {_describe(limiter[1])}); resume again in "
+            f"{what}_rate_limited",
+            f"Too many {plural} (at most {_describe(limiter[1])}); ask again in "
             f"{retry_after} s.",
             http_status=429,
             retry_after=retry_after,

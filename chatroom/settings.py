@@ -322,6 +322,9 @@ CHAT_HISTORY_MAX_LIMIT = env.int("CHAT_HISTORY_MAX_LIMIT", default=200)
 CHAT_RESUME_MAX_MESSAGES = env.int("CHAT_RESUME_MAX_MESSAGES", default=1000)
 # Seconds a presence entry lives without a refresh from its server process.
 CHAT_PRESENCE_TTL = env.int("CHAT_PRESENCE_TTL", default=60)
+# Users per roster page: a socket gets the first page when it opens and asks
+# for the others (a room of thousands sends nobody thousands of names at once).
+CHAT_PRESENCE_PAGE_SIZE = env.int("CHAT_PRESENCE_PAGE_SIZE", default=100)
 # Most messages one user may send, over all their sockets and HTTP posts, in a
 # moving window ("20 per 10 seconds"; see the `limits` package's notation).
 # Counted in Redis with REDIS_URL, so the limit holds across server processes.
@@ -332,6 +335,10 @@ CHAT_MESSAGE_RATE_LIMIT = env.str(
 # Most `resume` frames one socket may send in a moving window: a page resumes
 # once per reconnect, and again while the server says there is more.
 CHAT_RESUME_RATE_LIMIT = env.str("CHAT_RESUME_RATE_LIMIT", default="10 per 10 seconds")
+# Most roster pages one socket may ask for in a moving window.
+CHAT_PRESENCE_RATE_LIMIT = env.str(
+    "CHAT_PRESENCE_RATE_LIMIT", default="20 per 10 seconds"
+)
 # Most sockets one user may have open at once, over every server process
 # (counted in Redis with REDIS_URL); one more is refused (close 4429). 0: no
 # limit.

@@ -21,7 +21,7 @@ from .fuzz_oracle import Expect, Frame
 # frame with no answer is told apart from a slow one.
 ANSWER_TIMEOUT = 10
 # Frames that arrive on their own schedule, whatever was sent.
-UNSOLICITED = {"presence", "typing"}
+UNSOLICITED = {"presence", "presence_change", "typing"}
 ABNORMAL_CLOSURE = 1006  # no close frame: the TCP connection was dropped
 # Probes resume after ids this high: no message is replayed.
 PROBE_AFTER = 10**18

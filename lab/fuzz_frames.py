@@ -179,6 +179,12 @@ def frames(limits: Limits) -> st.SearchStrategy[Frame]:
     resume = json_object(
         {"type": st.just('"resume"'), "after": HOSTILE_VALUES | st.integers().map(str)}
     )
+    presence = json_object(
+        {
+            "type": st.just('"presence"'),
+            "after": HOSTILE_VALUES | HOSTILE_TEXT.map(dumps),
+        }
+    )
     unknown = json_object(
         {
             "type": st.sampled_from(
@@ -202,6 +208,7 @@ def frames(limits: Limits) -> st.SearchStrategy[Frame]:
         ("message", 20, message),
         ("valid_message", 10, valid_message),
         ("resume", 10, resume),
+        ("presence", 4, presence),
         ("typing", 3, typing),
         ("nested", 5, nested()),
         ("sized", 3, sized_text(limits)),

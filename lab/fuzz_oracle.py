@@ -11,7 +11,10 @@ here, integers of more than 4,300 digits are not.
 import json
 from dataclasses import dataclass, replace
 
-KNOWN_TYPES = ("message", "resume", "typing")
+KNOWN_TYPES = ("message", "presence", "resume", "typing")
+# docs/protocol.md: a roster page starts after a user name (Django's, at most
+# 150 characters).
+USERNAME_MAX_LENGTH = 150
 # A client_id the fuzzing user already gave a message in another room.
 REUSED_CLIENT_ID = "used-in-another-room"
 # docs/protocol.md: client_id is a string of 1-64 characters.
@@ -49,7 +52,8 @@ class Frame:
 class Expect:
     """What must come back: "error" (one of `codes`, echoing `client_id`),
     "message" (the broadcast carrying `client_id`), "resume_done", "close" (one
-    of `codes`), or "none" (typing: a notice at most, rate limited).
+    of `codes`), or "none" (typing: a notice at most, rate limited; a roster
+    page, which arrives as a presence frame).
     `or_invalid_json`: nesting so deep that invalid_json is right too."""
 
     kind: str
@@ -97,6 +101,15 @@ def _expected_for(data: object, limits: Limits) -> Expect:
         return _error("unknown_type")
     if frame_type == "typing":
         return Expect("none")
+    if frame_type == "presence":
+        after = data.get("after")
+        if after is None or (
+            isinstance(after, str)
+            and 0 < len(after) <= USERNAME_MAX_LENGTH
+            and not any(0xD800 <= ord(c) <= 0xDFFF for c in after)
+        ):
+            return Expect("none")
+        return _error("invalid_after")
     if frame_type == "resume":
         after = data.get("after")
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:

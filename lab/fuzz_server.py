@@ -62,9 +62,11 @@ def fuzz_daphne(tmp_path_factory, **variables: str) -> Iterator[ServerProcess]:
         # A resume replays at most 5 messages, so that "after": 0 costs five
         # frames, not a thousand: replay itself is test_servers.py's business.
         "CHAT_RESUME_MAX_MESSAGES": "5",
-        # Hundreds of resumes a second too, and the typing probes' answers: the
-        # resume limit has tests of its own (chat/tests/test_socket_limits.py).
+        # Hundreds of resumes and roster pages a second too, and the typing
+        # probes' answers: the limits have tests of their own
+        # (chat/tests/test_socket_limits.py).
         "CHAT_RESUME_RATE_LIMIT": "",
+        "CHAT_PRESENCE_RATE_LIMIT": "",
         **variables,
     }
     server = ServerProcess(

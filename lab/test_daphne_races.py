@@ -23,6 +23,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from chat import services
+from chat.tests.roster import Roster
 
 from .fuzz_server import KNOWN_RACE, fuzz_daphne, sender_for
 
@@ -103,15 +104,15 @@ def race(daphne, django_user_model) -> tuple[int, list[str] | None]:
 
 
 def settled_presence(socket, seconds: float = 3) -> list[str] | None:
-    """The last presence frame the watcher gets within `seconds` (announced
-    0.2 s after a leave)."""
-    users = None
+    """Who the watcher sees in the room after every presence frame it got
+    since it opened, and in `seconds` more (changes are announced 0.2 s after
+    a leave); None if it got none."""
+    roster, seen = Roster(), False
     deadline = time.monotonic() + seconds
     while (remaining := deadline - time.monotonic()) > 0:
         try:
             frame = json.loads(socket.recv(timeout=remaining))
         except TimeoutError:
             break
-        if frame["type"] == "presence":
-            users = frame["users"]
-    return users
+        seen = roster.apply(frame) or seen
+    return roster.users if seen else None

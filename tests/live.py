@@ -16,6 +16,8 @@ from django.conf import settings
 from django.db import connection
 from websockets.sync.client import connect as ws_connect
 
+from chat.tests.roster import Roster
+
 from .processes import BASE_DIR, BIN, ServerProcess, free_port
 from .webclient import Browser
 
@@ -39,6 +41,14 @@ def receive(socket, frame_type: str) -> dict:
         frame = json.loads(socket.recv(timeout=10))
         if frame["type"] == frame_type:
             return frame
+
+
+def seen_present(socket, users: list[str]) -> None:
+    """Read presence frames until the socket's client sees `users` in the room
+    (chat/tests/roster.py keeps the view as a client would)."""
+    roster = Roster()
+    while roster.users != users:
+        roster.apply(json.loads(socket.recv(timeout=10)))
 
 
 @pytest.fixture(scope="module")

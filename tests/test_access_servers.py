@@ -52,7 +52,7 @@ def closed_by_daphne(socket, since: float) -> tuple[str, int, float]:
         frame = json.loads(socket.recv(timeout=10))
         if frame["type"] == "error":
             break
-        assert frame["type"] in ("presence", "typing"), frame
+        assert frame["type"] in ("presence", "presence_change", "typing"), frame
     with pytest.raises(ConnectionClosed) as closed:
         socket.recv(timeout=10)
     assert closed.value.rcvd is not None, "closed without a close frame"

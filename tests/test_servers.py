@@ -15,7 +15,7 @@ from django.db import connection
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from .live import RUN, open_socket, receive
+from .live import RUN, open_socket, receive, seen_present
 from .webclient import sign_up
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -100,8 +100,7 @@ def test_clients_of_two_daphne_processes_chat_and_see_each_other(servers):
     ):
         receive(dora_socket, "hello")
         receive(emil_socket, "hello")
-        while receive(dora_socket, "presence")["users"] != ["dora", "emil"]:
-            pass
+        seen_present(dora_socket, ["dora", "emil"])
 
         emil_socket.send(
             json.dumps({"type": "message", "body": "from daphne 2", "client_id": "e"})
@@ -111,8 +110,7 @@ def test_clients_of_two_daphne_processes_chat_and_see_each_other(servers):
         assert receive(emil_socket, "typing") == {"type": "typing", "user": "dora"}
 
     with open_socket(servers["daphne"], dora, "across") as dora_socket:
-        while receive(dora_socket, "presence")["users"] != ["dora"]:
-            pass
+        seen_present(dora_socket, ["dora"])
 
 
 def test_every_server_reports_ready(servers):

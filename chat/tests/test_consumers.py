@@ -1,6 +1,7 @@
 import asyncio
 import json
 import logging
+import weakref
 
 import pytest
 from channels.db import database_sync_to_async
@@ -11,16 +12,24 @@ from chat.models import Message
 from chat.outages import RETRY_INTERVAL
 from chat.protocol import CloseCode
 
+from .roster import Roster
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+# Each test socket's view of its room's presence, from the frames it received.
+rosters: "weakref.WeakKeyDictionary[object, Roster]" = weakref.WeakKeyDictionary()
+
+
 async def next_frame(socket, *types, timeout=3.0):
-    """The next frame of one of `types`, skipping presence and typing notices."""
+    """The next frame of one of `types`; presence frames skipped on the way
+    still update the socket's roster, typing notices are skipped."""
     while True:
         frame = await socket.receive_json_from(timeout=timeout)
         if frame["type"] in types:
             return frame
-        assert frame["type"] in {"presence", "typing"}, frame
+        roster = rosters.setdefault(socket, Roster())
+        assert roster.apply(frame) or frame["type"] == "typing", frame
 
 
 async def joined(open_socket, user, slug="general"):
@@ -241,13 +250,50 @@ async def test_a_user_with_two_sockets_is_listed_once(open_socket, user, room):
 
 
 async def presence(socket, until=None, timeout=3.0):
+    """Who the socket's client sees in the room: once `until` is what it sees,
+    or after its next presence frame."""
+    roster = rosters.setdefault(socket, Roster())
     async with asyncio.timeout(timeout):
-        while True:
+        while until is None or roster.users != until:
             frame = await socket.receive_json_from(timeout=timeout)
-            if frame["type"] == "presence" and (
-                until is None or frame["users"] == until
-            ):
-                return frame["users"]
+            if roster.apply(frame) and until is None:
+                break
+    return roster.users
+
+
+async def test_changes_say_who_came_and_left_and_pages_give_the_rest(
+    open_socket, user, other_user, room, settings
+):
+    settings.CHAT_PRESENCE_PAGE_SIZE = 1
+    alice, _ = await joined(open_socket, user)
+    first_page = await next_frame(alice, "presence")
+    assert (first_page["users"], first_page["next"]) == (["alice"], None)
+    bob, _ = await joined(open_socket, other_user)
+    page = await next_frame(bob, "presence")
+    # Bob sees one name and is told there is more after it.
+    assert (page["users"], page["next"], page["count"]) == (["alice"], "alice", 2)
+    await bob.send_json_to({"type": "presence", "after": "alice"})
+    page = await next_frame(bob, "presence")
+    assert (page["users"], page["after"], page["next"]) == (["bob"], "alice", None)
+    # Alice is told that bob came: a change, not the roster (her own coming
+    # may share its frame: changes are gathered for a moment).
+    change = {"changes": []}
+    while "bob" not in [c["user"] for c in change["changes"]]:
+        change = await next_frame(alice, "presence_change")
+    assert change["count"] == 2
+    (bob_came,) = [c for c in change["changes"] if c["user"] == "bob"]
+    assert bob_came["present"] and bob_came["version"] > first_page["version"]
+    await bob.disconnect()
+    change = await next_frame(alice, "presence_change")
+    assert [(c["user"], c["present"]) for c in change["changes"]] == [("bob", False)]
+    assert change["count"] == 1
+
+
+async def test_a_roster_page_after_a_bad_name_is_an_error(open_socket, user, room):
+    alice, _ = await joined(open_socket, user)
+    for after in (7, "", "x" * 151):
+        await alice.send_json_to({"type": "presence", "after": after})
+        assert (await next_frame(alice, "error"))["code"] == "invalid_after"
 
 
 # --- Refused sockets --------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Presence in Redis: shared by every server process, and expiring on its own."""
+"""Presence: changes, not rosters; right over several processes, after a dead
+process and after Redis lost its data."""
 
 import asyncio
 import time
@@ -8,69 +9,105 @@ from django.conf import settings
 from redis import asyncio as aioredis
 
 from chat import presence
-
-pytestmark = pytest.mark.redis
+from chat.presence_store import MemoryPresence, PresenceChange, RedisPresence
 
 
 @pytest.fixture
-async def redis(settings):
-    settings.CHAT_PRESENCE_TTL = 1
+async def slug():
+    return f"presence-test-{time.monotonic_ns()}"
+
+
+async def forget(client, slug):
+    async for key in client.scan_iter(match=f"{RedisPresence.room_key(slug)}*"):
+        await client.delete(key)
+
+
+@pytest.fixture
+async def redis(slug):
     client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-    slug = f"presence-test-{time.monotonic_ns()}"
-    yield client, slug
-    await client.delete(presence._RedisPresence.key(slug))
+    yield client
+    await forget(client, slug)
     await client.aclose()
 
 
-async def test_sockets_of_another_process_are_listed(redis):
-    client, slug = redis
-    # What another Daphne process writes for its socket.
-    await client.zadd(
-        presence._RedisPresence.key(slug), {"other.channel\tbob": time.time() + 30}
-    )
-    await presence.presence_join(slug=slug, channel_name="mine", username="alice")
-    assert await presence.presence_list(slug=slug) == ["alice", "bob"]
-    await presence.presence_leave(slug=slug, channel_name="mine")
-    assert await presence.presence_list(slug=slug) == ["bob"]
+@pytest.fixture
+async def processes(redis):
+    """Two server processes' stores on one Redis."""
+    stores = [RedisPresence(settings.REDIS_URL, ttl=60) for _ in range(2)]
+    yield stores
+    for store in stores:
+        await store.redis.aclose()
 
 
-async def test_entries_of_a_dead_process_expire(redis):
-    client, slug = redis
-    await client.zadd(
-        presence._RedisPresence.key(slug), {"dead.channel\tghost": time.time() + 0.5}
-    )
-    assert await presence.presence_list(slug=slug) == ["ghost"]
-    await asyncio.sleep(0.7)
-    assert await presence.presence_list(slug=slug) == []
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def store(request, slug):
+    """One store of either kind: they answer alike."""
+    if request.param == "memory":
+        yield MemoryPresence()
+        return
+    store = RedisPresence(settings.REDIS_URL, ttl=60)
+    yield store
+    await forget(store.redis, slug)
+    await store.redis.aclose()
 
 
-async def test_live_sockets_are_refreshed_past_the_ttl(redis):
-    _client, slug = redis
-    await presence.presence_join(slug=slug, channel_name="live", username="alice")
-    await asyncio.sleep(settings.CHAT_PRESENCE_TTL * 2.5)
-    assert await presence.presence_list(slug=slug) == ["alice"]
-    await presence.presence_leave(slug=slug, channel_name="live")
-    assert await presence.presence_list(slug=slug) == []
+async def test_only_a_users_first_socket_in_and_last_out_are_changes(store, slug):
+    first = await store.join(slug, "tab.1", "alice")
+    assert first > 0
+    assert await store.join(slug, "tab.2", "alice") == 0
+    second = await store.join(slug, "tab.3", "bob")
+    assert second > first
+    assert await store.leave(slug, "tab.1") is None
+    left = await store.leave(slug, "tab.2")
+    assert left == PresenceChange("alice", False, left.version)
+    assert left.version > second
+    page = await store.page(slug, None, 10)
+    assert (page.users, page.count, page.version) == (["bob"], 1, left.version)
 
 
-async def test_expired_entries_are_announced_to_the_room(redis, monkeypatch):
-    client, slug = redis
-    announced = []
+async def test_the_roster_comes_in_pages_in_name_order(store, slug):
+    names = [f"user{i:03}" for i in range(25)]
+    for name in reversed(names):
+        await store.join(slug, f"channel.{name}", name)
+    pages, after = [], None
+    while True:
+        page = await store.page(slug, after, 10)
+        pages.append(page.users)
+        assert page.count == 25 and page.after == after
+        if page.next is None:
+            break
+        after = page.next
+    assert [len(users) for users in pages] == [10, 10, 5]
+    assert sum(pages, []) == names
 
-    async def record(*, slug, users):
-        announced.append(users)
 
-    monkeypatch.setattr("chat.events.presence_changed", record)
-    await client.zadd(
-        presence._RedisPresence.key(slug), {"dead.channel\tghost": time.time() + 0.6}
-    )
-    await presence.presence_join(slug=slug, channel_name="live", username="alice")
-    async with asyncio.timeout(3):
-        while ["alice"] not in announced:
-            await asyncio.sleep(0.05)
-    # First the join (the ghost still counted), then the ghost's expiry.
-    assert announced == [["alice", "ghost"], ["alice"]]
-    await presence.presence_leave(slug=slug, channel_name="live")
+@pytest.mark.redis
+async def test_a_user_on_two_processes_is_one_presence(processes, slug):
+    first, second = processes
+    assert await first.join(slug, "a.1", "alice") > 0
+    assert await second.join(slug, "b.1", "alice") == 0
+    assert await first.leave(slug, "a.1") is None
+    change = await second.leave(slug, "b.1")
+    assert change is not None and change.user == "alice" and not change.present
+
+
+@pytest.mark.redis
+async def test_a_dead_processs_users_leave_when_another_sweeps(processes, slug):
+    dead, live = processes
+    dead.ttl = 1  # and it never refreshes: it died
+    await dead.join(slug, "dead.1", "ghost")
+    await dead.join(slug, "dead.2", "alice")
+    await live.join(slug, "live.1", "alice")  # alice has a live socket elsewhere
+    joined = (await live.page(slug, None, 10)).version
+    await asyncio.sleep(1.2)
+    changes, lost = await live.refresh()
+    assert [change for _slug, change in changes] == [
+        PresenceChange("ghost", False, joined + 1)
+    ]
+    assert not lost
+    assert (await live.page(slug, None, 10)).users == ["alice"]
+    # Swept once: the next sweep finds nothing more.
+    assert (await live.refresh())[0] == []
 
 
 class LatePipeline:
@@ -93,56 +130,116 @@ class LatePipeline:
         return pipe
 
 
-async def test_a_refresh_does_not_bring_back_a_socket_that_left(redis):
-    _client, slug = redis
-    store = presence._RedisPresence(settings.REDIS_URL, ttl=60)
+@pytest.mark.redis
+async def test_a_refresh_does_not_bring_back_a_socket_that_left(processes, slug):
+    store, _other = processes
+    await store.join(slug, "specific.1", "alice")
+    store.redis.pipeline = LatePipeline(store)
+    refresh = asyncio.ensure_future(store.refresh())
+    await asyncio.sleep(0)  # the refresh has its snapshot: alice is in it
+    await store.leave(slug, "specific.1")
+    changes, lost = await refresh
+    assert (changes, lost) == ([], False)
+    assert (await store.page(slug, None, 10)).users == []
+
+
+@pytest.mark.redis
+async def test_after_redis_lost_its_data_live_sockets_come_back(processes, redis, slug):
+    store, _other = processes
+    await store.join(slug, "specific.1", "alice")
+    before = (await store.page(slug, None, 10)).version
+    await forget(redis, slug)
+    changes, lost = await store.refresh()
+    assert lost
+    assert [(s, c.user, c.present) for s, c in changes] == [(slug, "alice", True)]
+    # Versions start again from the clock: above what clients already know.
+    assert changes[0][1].version > before
+    assert (await store.page(slug, None, 10)).users == ["alice"]
+
+
+@pytest.fixture
+def announced(monkeypatch):
+    """What chat.presence hands to chat.events, instead of the channel layer."""
+    seen = {"changes": [], "resyncs": []}
+
+    async def changed(*, slug, changes, count):
+        seen["changes"].append(([(c.user, c.present) for c in changes], count))
+
+    async def resync(*, slug):
+        seen["resyncs"].append(slug)
+
+    monkeypatch.setattr("chat.events.presence_changed", changed)
+    monkeypatch.setattr("chat.events.presence_resync", resync)
+    monkeypatch.setattr(presence, "RESYNC_DELAY", 0.05)
+    return seen
+
+
+async def until(condition, timeout=3.0):
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def test_a_crowd_joining_at_once_is_announced_in_one_frame(slug, announced):
+    for i in range(50):
+        await presence.presence_join(slug=slug, channel_name=f"c.{i}", username=f"u{i}")
+    await until(lambda: announced["changes"])
+    await asyncio.sleep(presence.ANNOUNCE_DELAY * 2)
+    ((changes, count),) = announced["changes"]
+    assert count == 50 and len(changes) == 50
+    assert {present for _user, present in changes} == {True}
+    for i in range(50):
+        await presence.presence_leave(slug=slug, channel_name=f"c.{i}")
+    await until(lambda: len(announced["changes"]) == 2)
+    assert announced["changes"][1][1] == 0
+
+
+@pytest.mark.redis
+async def test_a_failed_refresh_is_followed_by_a_resync(
+    slug, redis, announced, monkeypatch, settings
+):
+    settings.CHAT_PRESENCE_TTL = 0.3  # a refresh every 0.1 s
+    await presence.presence_join(slug=slug, channel_name="c.1", username="alice")
+    store = presence._store()
+    refresh = store.refresh
+    failures = []
+
+    async def fails_once():
+        if not failures:
+            failures.append(1)
+            raise ConnectionError("Redis is away")
+        return await refresh()
+
+    monkeypatch.setattr(store, "refresh", fails_once)
     try:
-        await store.join(slug, "specific.1", "alice")
-        store.redis.pipeline = LatePipeline(store)
-        refresh = asyncio.ensure_future(store._refresh())
-        await asyncio.sleep(0)  # the refresh has its snapshot: alice is in it
-        await store.leave(slug, "specific.1")
-        await refresh
-        assert await store.list(slug) == []
+        await until(lambda: announced["resyncs"] == [slug])
     finally:
-        store.refresher.cancel()
-        await store.redis.aclose()
+        await presence.presence_leave(slug=slug, channel_name="c.1")
 
 
-async def test_a_refresh_puts_back_a_live_socket_whose_entry_expired(redis):
-    client, slug = redis
-    store = presence._RedisPresence(settings.REDIS_URL, ttl=60)
-    try:
-        await store.join(slug, "specific.1", "alice")
-        # Redis was away longer than the TTL: another process dropped it.
-        await client.delete(presence._RedisPresence.key(slug))
-        await store._refresh()
-        assert await store.list(slug) == ["alice"]
-    finally:
-        store.refresher.cancel()
-        await store.redis.aclose()
-
-
-async def test_a_users_sockets_are_counted_over_processes_and_expire(redis):
-    client, _slug = redis
+@pytest.mark.redis
+async def test_a_users_sockets_are_counted_over_processes_and_expire(redis, settings):
+    settings.CHAT_PRESENCE_TTL = 1
     user_id = time.monotonic_ns()  # no real user's
-    key = presence._RedisPresence.user_key(user_id)
+    key = presence._RedisSockets.key(user_id)
     # Another process's live socket, and a dead process's expired one.
-    await client.zadd(key, {"other.live": time.time() + 30, "dead": time.time() - 1})
+    await redis.zadd(key, {"other.live": time.time() + 30, "dead": time.time() - 1})
     try:
         assert await presence.user_socket_open(user_id=user_id, channel_name="a") == 2
         assert await presence.user_socket_open(user_id=user_id, channel_name="b") == 3
         # Ours outlive the TTL while open (the refresher keeps them).
         await asyncio.sleep(settings.CHAT_PRESENCE_TTL * 2.5)
         await presence.user_socket_close(user_id=user_id, channel_name="a")
-        assert set(await client.zrange(key, 0, -1)) == {"other.live", "b"}
+        assert set(await redis.zrange(key, 0, -1)) == {"other.live", "b"}
     finally:
         await presence.user_socket_close(user_id=user_id, channel_name="b")
-        await client.delete(key)
+        await redis.delete(key)
 
 
-async def test_typing_is_allowed_once_per_interval_per_user_and_room(redis, settings):
-    _client, slug = redis
+@pytest.mark.redis
+async def test_typing_is_allowed_once_per_interval_per_user_and_room(
+    redis, slug, settings
+):
     settings.CHAT_TYPING_INTERVAL = 0.3
     allowed = [
         await presence.typing_allowed(slug=slug, user_id=1) for _ in range(3)

@@ -1,6 +1,7 @@
 """
 What one socket and one user can make the server do is bounded: `resume`
-frames per socket (CHAT_RESUME_RATE_LIMIT), sockets per user
+frames per socket (CHAT_RESUME_RATE_LIMIT), roster pages per socket
+(CHAT_PRESENCE_RATE_LIMIT, each at most CHAT_PRESENCE_PAGE_SIZE names), sockets per user
 (CHAT_MAX_SOCKETS_PER_USER, over every server process) and typing notices per
 user and room (CHAT_TYPING_INTERVAL, whichever socket they come from). Each
 refusal is a clear error frame, or close code, never silence where the client
@@ -34,6 +35,21 @@ async def test_resumes_past_the_limit_get_a_retry_after(
     assert (await next_frame(other, "resume_done"))["count"] == 0
     await send_message(socket, "still here", "c-1")
     assert (await next_frame(socket, "message"))["body"] == "still here"
+
+
+async def test_roster_pages_past_the_limit_get_a_retry_after(
+    settings, open_socket, user, room
+):
+    settings.CHAT_PRESENCE_RATE_LIMIT = "2 per 60 seconds"
+    socket, _ = await joined(open_socket, user)
+    await next_frame(socket, "presence")  # the first page, sent unasked
+    for _ in range(2):
+        await socket.send_json_to({"type": "presence"})
+        assert (await next_frame(socket, "presence"))["users"] == ["alice"]
+    await socket.send_json_to({"type": "presence", "after": "a"})
+    error = await next_frame(socket, "error")
+    assert error["code"] == "presence_rate_limited"
+    assert 0 < error["retry_after"] <= 60
 
 
 async def test_a_socket_past_the_users_limit_is_refused(

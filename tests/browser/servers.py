@@ -57,6 +57,8 @@ def server_env(workdir: Path) -> dict[str, str]:
         "DJANGO_STATIC_ROOT": str(workdir / "static"),
         # The page without a WebSocket polls; a short interval keeps tests quick.
         "CHAT_POLL_INTERVAL_MS": "500",
+        # Rooms of three show the roster's paging (test_live_chat.py).
+        "CHAT_PRESENCE_PAGE_SIZE": "2",
         "WEB_CONCURRENCY": "2",
     }
     if os.environ.get("REDIS_URL"):

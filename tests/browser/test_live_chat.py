@@ -58,3 +58,25 @@ def test_people_see_who_is_here_and_who_is_typing(person):
 
     bob.close()
     expect(alice.page.locator("#presence li")).to_have_text([alice.name])
+
+
+def test_a_rooms_roster_comes_a_page_at_a_time(person):
+    """The browser servers send rosters in pages of two (servers.py)."""
+    people = [person(name) for name in ("alice", "bob", "carol")]
+    first, *others = people
+    first.sign_up()
+    slug = first.create_room("Crowded")
+    for someone in others:
+        someone.sign_up()
+        someone.open_room(slug)
+    everyone = sorted(someone.name for someone in people)
+    # Those already there heard of the others coming: changes, not pages.
+    for someone in people[:2]:
+        expect(someone.page.locator("#presence li")).to_have_text(everyone)
+        expect(someone.page.locator("#presence-more")).to_be_hidden()
+    last = people[2]
+    expect(last.page.locator("#presence-count")).to_have_text("3 people")
+    expect(last.page.locator("#presence li")).to_have_count(2)
+    last.page.locator("#presence-more").click()
+    expect(last.page.locator("#presence li")).to_have_text(everyone)
+    expect(last.page.locator("#presence-more")).to_be_hidden()

@@ -30,7 +30,8 @@
   chat.backoff = backoff;
 
   // config: the #chat-config object (ws_path, api_url, last_id, poll_interval_ms).
-  // handlers: status(state, text), message(msg), presence(users), typing(user),
+  // handlers: status(state, text), message(msg), presence(frame) for presence
+  //   pages and changes, typing(user),
   //   error(frame) for non-final error frames, opened(), closed() (after the
   //   socket went away, before reconnecting), isKnown(id), csrfToken().
   chat.createConnection = function createConnection(config, handlers) {
@@ -219,7 +220,8 @@
       switch (frame.type) {
         case "message": onMessageFrame(frame); break;
         case "resume_done": onResumeDone(frame); break;
-        case "presence": handlers.presence(frame.users || []); break;
+        case "presence":
+        case "presence_change": handlers.presence(frame); break;
         case "typing": handlers.typing(frame.user); break;
         case "error": onErrorFrame(frame); break;
         default: break; // "hello" and anything newer need nothing from us
@@ -248,6 +250,10 @@
         resuming = false;
         resumeFailures += 1;
         setTimeout(() => requestResume(), backoff(resumeFailures, 10000));
+        return;
+      }
+      if (frame.code === "presence_rate_limited" || frame.code === "presence_failed") {
+        handlers.presenceRefused();
         return;
       }
       if (frame.code === "resume_rate_limited") {

@@ -182,7 +182,10 @@
       renderTyping();
     }
 
-    function renderPresence(users) {
+    // roster: window.chat.createRoster(); shows the names it has, how many
+    // are here in all, and a button for the next page while there is one.
+    function renderPresence(roster) {
+      const users = roster.users();
       const items = users.map((name) => {
         const li = document.createElement("li");
         li.dataset.user = name;
@@ -191,6 +194,10 @@
         return li;
       });
       els.presence.replaceChildren(...items);
+      const count = Math.max(roster.count(), users.length);
+      els.presenceCount.textContent = count === 1 ? "1 person" : `${count.toLocaleString()} people`;
+      els.presenceMore.hidden = roster.next() === null;
+      els.presenceMore.disabled = false;
     }
 
     /* load-older button */

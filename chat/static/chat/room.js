@@ -15,6 +15,8 @@
     list: document.getElementById("messages"),
     status: document.getElementById("connection-status"),
     presence: document.getElementById("presence"),
+    presenceCount: document.getElementById("presence-count"),
+    presenceMore: document.getElementById("presence-more"),
     typing: document.getElementById("typing"),
     form: document.getElementById("message-form"),
     input: document.getElementById("message-input"),
@@ -29,10 +31,15 @@
   let lastTypingSent = 0;
 
   const view = chat.createView(els, config.user);
+  const roster = chat.createRoster();
   const conn = chat.createConnection(config, {
     status: view.setStatus,
     message: addMessage,
-    presence: view.renderPresence,
+    presence: (frame) => {
+      roster.apply(frame);
+      view.renderPresence(roster);
+    },
+    presenceRefused: () => view.renderPresence(roster),
     typing: view.showTyper,
     error: onErrorFrame,
     opened: () => {
@@ -235,6 +242,12 @@
     els.input.addEventListener("input", onInputTyping);
     els.input.addEventListener("input", checkLength);
     if (els.loadOlder) els.loadOlder.addEventListener("click", loadOlder);
+    els.presenceMore.addEventListener("click", () => {
+      // The next page of a large room's roster; its frame re-enables the button.
+      if (roster.next() !== null && conn.send({ type: "presence", after: roster.next() })) {
+        els.presenceMore.disabled = true;
+      }
+    });
   }
 
   view.adoptServerRendered();
