@@ -678,7 +678,8 @@ def hold(load: Load) -> Iterator[Holding]:
         connected, failed, errors = 0, 0, []
         for _ in processes.workers:
             # Each was put before the barrier, which start() has passed.
-            count, failures, some = ready.get(timeout=60)
+            # As run() waits: a minute, and more for many handshakes.
+            count, failures, some = ready.get(timeout=60 + len(processes.clients) / 50)
             connected += count
             failed += failures
             errors += some

@@ -326,6 +326,7 @@ def write(results: dict, output: Path) -> Path:
                 "handshake_p50_ms",
                 "handshake_p99_ms",
                 "handshakes_per_s",
+                "idle_cpu_percent",
             ],
         ),
         (

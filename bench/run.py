@@ -7,9 +7,10 @@ then docs/benchmarks.md with every figure and plots.
     python -m bench.run --smoke    # seconds; what `make test` runs
 
 Scenarios (docs/benchmarks.md explains each):
-  fanout  one room, 200 (and 1,000 with --full) clients, stepping the rate
+  fanout  one room of 50, 200 and 1,000 clients, stepping the rate
   rooms   100 rooms x 10 clients, stepping the rate
-  idle    thousands of idle sockets on one Daphne process: memory per socket
+  idle    thousands of idle sockets on one server process: memory per socket,
+          handshakes, CPU; Daphne, and the same asgi.py under uvicorn and granian
   churn   connect and disconnect in waves: does memory return to baseline?
   http    wrk against a minimal view and the history API (bench/http.py)
 """
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import http, redis_limit, report
-from .loadgen import Load, default_processes, run
+from .loadgen import Load, default_processes, hold, run
 from .measure import ProcessMeter, RedisMeter
 from .targets import (
     BASE_DIR,
@@ -57,7 +58,7 @@ class Plan:
     idle_sockets: list[int]
     churn: tuple[int, int]  # clients per wave, waves
     http_seconds: int
-    hold_seconds: float  # how long idle sockets are held
+    hold_seconds: float  # how long idle sockets are held, their CPU measured
     drain: float = 3.0  # seconds to wait for late deliveries after a step
     refine: int = 2  # bisections between the last sustained and the first failed step
     redis_requests: int = 200_000  # per redis-benchmark command
@@ -69,8 +70,8 @@ PLANS = {
         redis_requests=2000,
     ),
     "quick": Plan(
-        "quick", [50, 200], [500, 1000, 2000, 4000, 8000, 16000, 32000], (100, 10),
-        [50, 100, 200, 400, 800, 1600, 3200], 3, [10000], (500, 3), 5, 5, 2,
+        "quick", [50, 200, 1000], [500, 1000, 2000, 4000, 8000, 16000, 32000],
+        (100, 10), [50, 100, 200, 400, 800, 1600, 3200], 3, [10000], (500, 3), 5, 5, 2,
         refine=1,
     ),
     "full": Plan(
@@ -156,6 +157,8 @@ def step_up(target, scenario, plan, rooms, clients, rates, per_rate) -> list[dic
 
 def websocket_scenarios(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
     rows = []
+    if not target.scenarios:
+        return rows
     rooms, per_room = plan.rooms
     target.start(log_dir, clients=max([*plan.fanout_clients, rooms * per_room]))
     try:
@@ -185,15 +188,18 @@ def idle_load(target: Target, sockets: int, hold_seconds: float) -> Load:
 
 
 def idle_scenario(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
-    """Hold many idle sockets on one process: its memory per socket."""
+    """Hold many idle sockets on one process: its memory per socket, its
+    handshakes per second, and its CPU once every socket is open."""
     rows = []
     for sockets in plan.idle_sockets:
         target.start(log_dir, clients=sockets)
         try:
             before = ProcessMeter(*target.pids).rss()
             load = idle_load(target, sockets, hold_seconds=plan.hold_seconds)
-            with ProcessMeter(*target.pids) as meter:
-                summary = run(load).summary()
+            with ProcessMeter(*target.pids) as meter, hold(load) as holding:
+                with ProcessMeter(*target.pids) as idle:
+                    time.sleep(plan.hold_seconds)
+                summary = holding.release().summary()
             rows.append({
                 "target": target.name, "scenario": "idle", "sockets": sockets,
                 "connected": summary["connected"], "failed": summary["failed"],
@@ -206,6 +212,7 @@ def idle_scenario(target: Target, plan: Plan, log_dir: Path) -> list[dict]:
                 "kb_per_socket": round(
                     (meter.peak_rss - before) / 1024 / max(1, summary["connected"]), 1
                 ),
+                "idle_cpu_percent": idle.summary()["cpu_percent"],
             })  # fmt: skip
             print(json.dumps(rows[-1]))
         finally:
@@ -260,8 +267,9 @@ def main() -> None:
     targets = {target.name: target for target in all_targets()}
     for target in targets.values():
         rows += websocket_scenarios(target, plan, log_dir)
-    # One Daphne process each: the project and the tutorial's default layer.
-    for name in ("project", "tutorial-redis"):
+    # One process each: the project, the tutorial's default layer, and the
+    # project's asgi.py under two other ASGI servers.
+    for name in ("project", "tutorial-redis", "project-uvicorn", "project-granian"):
         rows += idle_scenario(targets[name], plan, log_dir)
     rows += churn_scenario(targets["project"], plan, log_dir)
     rows += http.scenarios(plan.http_seconds, log_dir)

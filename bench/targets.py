@@ -185,6 +185,24 @@ class Project(Target):
         super().start(log_dir, clients)
 
 
+@dataclass
+class OtherServer(Project):
+    """The project's own chatroom/asgi.py under another ASGI server, with the
+    same settings and database: what a server other than Daphne gives the same
+    application (the idle scenario). The levers are Daphne's and stay off."""
+
+    server: str = "uvicorn"
+    scenarios: tuple[str, ...] = ()
+
+    def command(self, port):
+        address = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        if self.server == "uvicorn":
+            argv = [str(BIN / "uvicorn"), *address, "--no-access-log"]
+        else:
+            argv = [str(BIN / "granian"), *address, "--interface", "asgi"]
+        return [*argv, "chatroom.asgi:application"], self.environment()
+
+
 def analyze_database() -> None:
     """Refresh PostgreSQL's statistics of the benchmark database, as autovacuum
     does in production. These machines' PostgreSQL runs with autovacuum off, and
@@ -241,4 +259,8 @@ def all_targets() -> list[Target]:
             layer="pubsub",
         ),
         RawBroadcast("raw", "raw", "raw websockets broadcast (ceiling)"),
+        OtherServer("project-uvicorn", "chatroom", "chatroom under uvicorn"),
+        OtherServer(
+            "project-granian", "chatroom", "chatroom under granian", server="granian"
+        ),
     ]
