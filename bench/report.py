@@ -212,6 +212,9 @@ def write(results: dict, output: Path) -> Path:
         "Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()) + ".",
         "",
     ]
+    from .goals import goals_table  # it uses this module's helpers
+
+    md += goals_table(rows)
     ws_rows = [r for r in rows if r["scenario"].startswith(("fanout", "rooms"))]
     scenarios = sorted({r["scenario"] for r in ws_rows})
     md += ["## Targets", ""]
@@ -272,9 +275,9 @@ def write(results: dict, output: Path) -> Path:
         )
         md += [
             f"History API under gunicorn (sync): {api} req/s, against {view} for "
-            f"the minimal view: {ratio(api, view)} (target: 0.70x or more); "
-            f"against {logged_in} for the minimal view that loads the session's "
-            f"user, as every API request must: {ratio(api, logged_in)}.",
+            f"the minimal view: {ratio(api, view)}; against {logged_in} for the "
+            f"minimal view that loads the session's user, as every API request "
+            f"must: {ratio(api, logged_in)} (target: 0.80x or more).",
             "",
         ]
     for scenario in scenarios:
