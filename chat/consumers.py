@@ -120,12 +120,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "max_body_length": settings.CHAT_MESSAGE_MAX_LENGTH,
             }
         )
+        self.present = True  # before joining, so that disconnect undoes it
         await presence_join(
             slug=self.slug,
             channel_name=self.channel_name,
             username=self.user.get_username(),
         )
-        self.present = True
         await self.send_presence()
 
     async def disconnect(self, code: int) -> None:
@@ -270,7 +270,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_presence_resync(self, event: dict) -> None:
         """Changes may have been lost (Redis was away): send the roster afresh."""
         if self.room is not None:
-            await self.send_presence()
+            await self.send_presence(resync=False)
 
     async def chat_close(self, event: dict) -> None:
         """The user logged out of the session this socket was opened with."""
@@ -306,9 +306,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def send_frame(self, frame: dict) -> None:
         await self.send(text_data=protocol.encode(frame))
 
-    async def send_presence(self, *, after: str | None = None) -> bool:
+    async def send_presence(
+        self, *, after: str | None = None, resync: bool = True
+    ) -> bool:
         """Send a page of the room's roster; False if it could not be read."""
-        page = await presence_page(slug=self.slug, after=after)
+        page = await presence_page(slug=self.slug, after=after, resync=resync)
         if page is None:
             return False
         await self.send_frame(protocol.presence_frame(page))

@@ -22,6 +22,7 @@ wrong.
 
 import asyncio
 import logging
+import math
 import time
 import weakref
 from collections import defaultdict
@@ -52,13 +53,14 @@ __all__ = ["PresencePage", "presence_join", "presence_leave", "presence_page"]
 
 async def presence_join(*, slug: str, channel_name: str, username: str) -> None:
     """Record a socket in a room; announce the user if they just came."""
+    # First: if Redis is away, the refresher adds the socket once it is back.
+    _start_refresher()
     try:
         version = await _store().join(slug, channel_name, username)
     except Exception as exc:
         logger.warning("presence: join of %s failed: %r", slug, exc)
         _schedule_resync(slug)
         return
-    _start_refresher()
     if version:
         _announce_soon(slug, [PresenceChange(username, True, version)])
 
@@ -74,14 +76,19 @@ async def presence_leave(*, slug: str, channel_name: str) -> None:
         _announce_soon(slug, [change])
 
 
-async def presence_page(*, slug: str, after: str | None = None) -> PresencePage | None:
+async def presence_page(
+    *, slug: str, after: str | None = None, resync: bool = True
+) -> PresencePage | None:
     """One page of the room's present users, in name order, after `after`; None
-    when the store cannot be read (the room is resynced once it can)."""
+    when the store cannot be read. With `resync`, the room is then resynced
+    once it can be; a resync's own read asks for no other (the refresher
+    resyncs the process's rooms once Redis answers again)."""
     try:
         return await _store().page(slug, after, settings.CHAT_PRESENCE_PAGE_SIZE)
     except Exception as exc:
         logger.warning("presence: reading the roster of %s failed: %r", slug, exc)
-        _schedule_resync(slug)
+        if resync:
+            _schedule_resync(slug)
         return None
 
 
@@ -89,13 +96,12 @@ async def user_socket_open(*, user_id: int, channel_name: str) -> int | None:
     """Count a socket among its user's open sockets, over every server process:
     how many the user has open now, this one included (None when Redis could
     not say: the limit goes unchecked rather than refusing everyone)."""
+    _start_refresher()
     try:
-        count = await _sockets().open(user_id, channel_name)
+        return await _sockets().open(user_id, channel_name)
     except Exception as exc:
         logger.warning("presence: counting the sockets of %s failed: %r", user_id, exc)
         return None
-    _start_refresher()
-    return count
 
 
 async def user_socket_close(*, user_id: int, channel_name: str) -> None:
@@ -213,11 +219,10 @@ async def _refresh_forever(sockets: "_RedisSockets") -> None:
             by_room[slug].append(change)
         for slug, room_changes in by_room.items():
             _announce_soon(slug, room_changes)
-        if failed or lost:
-            # Redis was away, or lost what it held: what happened meanwhile
-            # was not announced, or not correctly.
-            for slug in {slug for slug, _channel in store.local}:
-                _schedule_resync(slug)
+        # Redis was away, or lost entries: what happened meanwhile was not
+        # announced, or not correctly.
+        for slug in {slug for slug, _channel in store.local} if failed else lost:
+            _schedule_resync(slug)
         failed = False
 
 
@@ -271,7 +276,7 @@ class _RedisSockets:
             # Sockets of a process that died without saying goodbye expire.
             pipe.zremrangebyscore(key, "-inf", now)
             pipe.zadd(key, {channel_name: now + self.ttl})
-            pipe.expire(key, self.ttl * 2)
+            pipe.expire(key, math.ceil(self.ttl * 2))
             pipe.zcard(key)
             *_done, count = await pipe.execute()
         return count
@@ -295,7 +300,7 @@ class _RedisSockets:
                 pipe.zadd(
                     self.key(user_id), {channel: now + self.ttl}, xx=True, ch=True
                 )
-                pipe.expire(self.key(user_id), self.ttl * 2)
+                pipe.expire(self.key(user_id), math.ceil(self.ttl * 2))
             counted = (await pipe.execute())[::2]
         for (channel, user_id), updated in zip(sockets, counted, strict=True):
             if not updated and self.local.get(channel) == user_id:

@@ -24,6 +24,7 @@ whose every socket expired: a process that died without saying goodbye has its
 users leave, announced by whichever process sweeps them first.
 """
 
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -128,8 +129,8 @@ return redis.call("INCR", KEYS[4])
 """
 
 # KEYS: users, alive, sockets, version. ARGV: name, channel, now, version
-# start. Returns the new version if that was the user's last live socket in
-# the room, else 0.
+# start, key ttl. Returns the new version if that was the user's last live
+# socket in the room, else 0.
 LEAVE = """
 local name = ARGV[1]
 redis.call("ZREM", KEYS[3], ARGV[2])
@@ -138,15 +139,15 @@ if redis.call("ZCARD", KEYS[3]) > 0 then return 0 end
 redis.call("ZREM", KEYS[2], name)
 if redis.call("ZREM", KEYS[1], name) == 0 then return 0 end
 if redis.call("EXISTS", KEYS[4]) == 0 then
-  redis.call("SET", KEYS[4], ARGV[4])
+  redis.call("SET", KEYS[4], ARGV[4], "EX", ARGV[5])
 end
 return redis.call("INCR", KEYS[4])
 """
 
 # KEYS: users, alive, version. ARGV: now, version start, the sockets keys'
-# prefix (the user's name completes it). Users whose latest socket expired are
-# checked one by one: those with no live socket left leave. Returns name,
-# version, name, version...
+# prefix (the user's name completes it), key ttl. Users whose latest socket
+# expired are checked one by one: those with no live socket left leave.
+# Returns name, version, name, version...
 SWEEP = """
 local gone = {}
 for _, name in ipairs(redis.call("ZRANGEBYSCORE", KEYS[2], "-inf", ARGV[1])) do
@@ -159,7 +160,7 @@ for _, name in ipairs(redis.call("ZRANGEBYSCORE", KEYS[2], "-inf", ARGV[1])) do
     redis.call("ZREM", KEYS[2], name)
     if redis.call("ZREM", KEYS[1], name) == 1 then
       if redis.call("EXISTS", KEYS[3]) == 0 then
-        redis.call("SET", KEYS[3], ARGV[2])
+        redis.call("SET", KEYS[3], ARGV[2], "EX", ARGV[4])
       end
       table.insert(gone, name)
       table.insert(gone, redis.call("INCR", KEYS[3]))
@@ -186,6 +187,9 @@ class RedisPresence:
         self.sweep_script = self.redis.register_script(SWEEP)
         # (slug, channel) -> user name, for the sockets of this process.
         self.local: dict[tuple[str, str], str] = {}
+        # Those whose join script has not answered yet: not lost if a refresh
+        # reaches Redis first.
+        self.joining: set[tuple[str, str]] = set()
 
     @staticmethod
     def room_key(slug: str) -> str:
@@ -197,13 +201,22 @@ class RedisPresence:
             f"{room}:version"
         ]
 
+    @property
+    def key_ttl(self) -> int:
+        # A key outlives its last member only briefly; EXPIRE takes whole seconds.
+        return math.ceil(self.ttl * 2)
+
     async def join(self, slug: str, channel_name: str, username: str) -> int:
         self.local[(slug, channel_name)] = username
-        return await self.join_script(
-            keys=self.keys(slug, username),
-            args=[username, channel_name, time.time() + self.ttl, self.ttl * 2]
-            + [version_start()],
-        )
+        self.joining.add((slug, channel_name))
+        try:
+            return await self.join_script(
+                keys=self.keys(slug, username),
+                args=[username, channel_name, time.time() + self.ttl, self.key_ttl]
+                + [version_start()],
+            )
+        finally:
+            self.joining.discard((slug, channel_name))
 
     async def leave(self, slug: str, channel_name: str) -> PresenceChange | None:
         username = self.local.pop((slug, channel_name), None)
@@ -211,7 +224,7 @@ class RedisPresence:
             return None
         version = await self.leave_script(
             keys=self.keys(slug, username),
-            args=[username, channel_name, time.time(), version_start()],
+            args=[username, channel_name, time.time(), version_start(), self.key_ttl],
         )
         return PresenceChange(username, False, version) if version else None
 
@@ -234,25 +247,28 @@ class RedisPresence:
     async def count(self, slug: str) -> int:
         return await self.redis.zcard(f"{self.room_key(slug)}:users")
 
-    async def refresh(self) -> tuple[list[tuple[str, PresenceChange]], bool]:
+    async def refresh(self) -> tuple[list[tuple[str, PresenceChange]], set[str]]:
         """Keep this process's sockets alive and sweep its rooms. Returns the
-        changes to announce (slug, change) and whether any socket of ours had
-        been lost (its entry expired, or Redis lost its data) and was put back."""
+        changes to announce (slug, change) and the rooms where a socket of ours
+        had been lost (its entry expired, or Redis lost its data) and was put
+        back."""
         now = time.time()
-        entries = list(self.local.items())
+        entries = [
+            (key, name) for key, name in self.local.items() if key not in self.joining
+        ]
         slugs = sorted({slug for (slug, _channel), _name in entries})
         async with self.redis.pipeline(transaction=False) as pipe:
             for slug in slugs:
                 room = self.room_key(slug)
                 await self.sweep_script(
                     keys=[f"{room}:users", f"{room}:alive", f"{room}:version"],
-                    args=[now, version_start(), f"{room}:sockets:"],
+                    args=[now, version_start(), f"{room}:sockets:", self.key_ttl],
                     client=pipe,
                 )
             for (slug, channel), username in entries:
                 await self.join_script(
                     keys=self.keys(slug, username),
-                    args=[username, channel, now + self.ttl, self.ttl * 2]
+                    args=[username, channel, now + self.ttl, self.key_ttl]
                     + [version_start(), "refresh"],
                     client=pipe,
                 )
@@ -261,13 +277,13 @@ class RedisPresence:
         for slug, gone in zip(slugs, results[: len(slugs)], strict=True):
             for name, version in zip(gone[::2], gone[1::2], strict=True):
                 changes.append((slug, PresenceChange(name, False, version)))
-        lost = False
+        lost = set()
         for ((slug, channel), username), version in zip(
             entries, results[len(slugs) :], strict=True
         ):
             if version == -1 and self.local.get((slug, channel)) == username:
                 # Lost while its socket is still here: add it back.
-                lost = True
+                lost.add(slug)
                 version = await self.join(slug, channel, username)
             if version > 0:
                 changes.append((slug, PresenceChange(username, True, version)))

@@ -6,6 +6,7 @@ tests of every layer compare with who is really there."""
 class Roster:
     def __init__(self) -> None:
         self.known: dict[str, tuple[bool, int]] = {}  # name -> (present, version)
+        self.floor = -1  # changes at or below it are already in the first page
         self.count: int | None = None
 
     @property
@@ -16,6 +17,8 @@ class Roster:
         """Take a `presence` or `presence_change` frame; False for any other."""
         if frame.get("type") == "presence":
             after, last = frame["after"], frame["next"]
+            if after is None:  # a first page is a fresh view
+                self.known, self.floor = {}, frame["version"]
             for name, (_present, _version) in list(self.known.items()):
                 if (after is None or name > after) and (last is None or name <= last):
                     self.known[name] = (False, frame["version"])
@@ -24,7 +27,7 @@ class Roster:
         elif frame.get("type") == "presence_change":
             for change in frame["changes"]:
                 _present, known = self.known.get(change["user"], (False, -1))
-                if change["version"] > known:
+                if change["version"] > max(self.floor, known):
                     self.known[change["user"]] = (change["present"], change["version"])
         else:
             return False

@@ -139,7 +139,7 @@ async def test_a_refresh_does_not_bring_back_a_socket_that_left(processes, slug)
     await asyncio.sleep(0)  # the refresh has its snapshot: alice is in it
     await store.leave(slug, "specific.1")
     changes, lost = await refresh
-    assert (changes, lost) == ([], False)
+    assert (changes, lost) == ([], set())
     assert (await store.page(slug, None, 10)).users == []
 
 
@@ -150,7 +150,7 @@ async def test_after_redis_lost_its_data_live_sockets_come_back(processes, redis
     before = (await store.page(slug, None, 10)).version
     await forget(redis, slug)
     changes, lost = await store.refresh()
-    assert lost
+    assert lost == {slug}
     assert [(s, c.user, c.present) for s, c in changes] == [(slug, "alice", True)]
     # Versions start again from the clock: above what clients already know.
     assert changes[0][1].version > before
@@ -198,7 +198,7 @@ async def test_a_crowd_joining_at_once_is_announced_in_one_frame(slug, announced
 async def test_a_failed_refresh_is_followed_by_a_resync(
     slug, redis, announced, monkeypatch, settings
 ):
-    settings.CHAT_PRESENCE_TTL = 0.3  # a refresh every 0.1 s
+    settings.CHAT_PRESENCE_TTL = 1  # a refresh every third of a second
     await presence.presence_join(slug=slug, channel_name="c.1", username="alice")
     store = presence._store()
     refresh = store.refresh
@@ -247,3 +247,52 @@ async def test_typing_is_allowed_once_per_interval_per_user_and_room(
     assert allowed == [True, False, False, True]
     await asyncio.sleep(0.4)
     assert await presence.typing_allowed(slug=slug, user_id=1)
+
+
+@pytest.mark.redis
+async def test_a_socket_whose_join_is_on_its_way_is_not_lost(processes, slug):
+    store, _other = processes
+    # As a join whose script waits for a pooled connection while the refresh
+    # reaches Redis first.
+    store.local[(slug, "joining.1")] = "alice"
+    store.joining.add((slug, "joining.1"))
+    assert await store.refresh() == ([], set())
+    assert (await store.page(slug, None, 10)).users == []
+
+
+@pytest.mark.redis
+async def test_a_join_that_failed_is_made_by_the_refresher(
+    slug, redis, announced, monkeypatch, settings
+):
+    settings.CHAT_PRESENCE_TTL = 1
+    store = presence._store()
+    join_script = store.join_script
+    calls = []
+
+    async def away_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("Redis is away")
+        return await join_script(*args, **kwargs)
+
+    monkeypatch.setattr(store, "join_script", away_once)
+    await presence.presence_join(slug=slug, channel_name="c.1", username="alice")
+    try:
+        await until(lambda: ([("alice", True)], 1) in announced["changes"])
+        assert (await store.page(slug, None, 10)).users == ["alice"]
+    finally:
+        await presence.presence_leave(slug=slug, channel_name="c.1")
+
+
+async def test_a_resyncs_own_failed_read_asks_for_no_other(
+    slug, announced, monkeypatch
+):
+    async def unreadable(*args):
+        raise ConnectionError("Redis is away")
+
+    monkeypatch.setattr(presence._store(), "page", unreadable)
+    assert await presence.presence_page(slug=slug, resync=False) is None
+    await asyncio.sleep(presence.RESYNC_DELAY * 4)
+    assert announced["resyncs"] == []
+    assert await presence.presence_page(slug=slug) is None
+    await until(lambda: announced["resyncs"] == [slug])

@@ -15,8 +15,18 @@
     let count = 0;         // present in all, as the server last said
     let next = null;       // the name to ask the next page after, or null
 
+    // Names compare by code point, as the server orders them (JavaScript's
+    // own < compares UTF-16 units, which differs beyond the BMP).
+    function compare(a, b) {
+      const x = Array.from(a, (c) => c.codePointAt(0));
+      const y = Array.from(b, (c) => c.codePointAt(0));
+      for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+      return x.length - y.length;
+    }
+
     function inPage(name, frame) {
-      return (frame.after == null || name > frame.after) && (frame.next == null || name <= frame.next);
+      return (frame.after == null || compare(name, frame.after) > 0) &&
+        (frame.next == null || compare(name, frame.next) <= 0);
     }
 
     // Take a "presence" or "presence_change" frame.
@@ -46,7 +56,7 @@
     }
 
     function users() {
-      return Array.from(known).filter(([, e]) => e.present).map(([name]) => name).sort();
+      return Array.from(known).filter(([, e]) => e.present).map(([name]) => name).sort(compare);
     }
 
     return { apply, users, count: () => count, next: () => next };
