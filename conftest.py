@@ -177,6 +177,15 @@ def fresh_socket_counts():
 
 
 @pytest.fixture(autouse=True)
+def fresh_history_cache():
+    """No test is served a page cached by another: SQLite hands a rolled-back
+    test's ids out again."""
+    from django.core.cache import caches
+
+    caches["chat_history"].clear()
+
+
+@pytest.fixture(autouse=True)
 def database_breaker_closed():
     """A test that takes the database down leaves no open breaker behind."""
     from chat.outages import database_breaker

@@ -25,6 +25,7 @@ from .targets import (
     Project,
     analyze_database,
     free_port,
+    fresh_database,
     stop_process,
     wait_listening,
 )
@@ -232,5 +233,7 @@ def scenarios(seconds: int, log_dir: Path) -> list[dict]:
 
 
 if __name__ == "__main__":
+    # On their own (python -m bench.http [seconds]): a new benchmark database.
+    fresh_database()
     print(json.dumps(scenarios(int(sys.argv[1]) if len(sys.argv) > 1 else 3,
                                Path(tempfile.mkdtemp())), indent=1))  # fmt: skip

@@ -7,16 +7,17 @@ like one sent over the socket, because both call services.message_create.
 import json
 
 from django.conf import settings
+from django.core.cache import caches
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
-from django.http import HttpRequest, JsonResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 
 from . import protocol, selectors, services
 from .errors import ChatError
 from .models import Room
 
 
-def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
+def room_messages(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         if not request.user.is_authenticated:
             raise ChatError(
@@ -48,16 +49,24 @@ def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
         return JsonResponse({"error": error.as_dict()}, status=error.http_status)
 
 
-def _history(request: HttpRequest, room: Room) -> JsonResponse:
+def _history(request: HttpRequest, room: Room) -> HttpResponse:
     after = _message_id_param(request.GET, "after")
     before = _message_id_param(request.GET, "before")
     if after is not None and before is not None:
         raise ChatError("invalid_cursor", 'Use "before" or "after", not both.')
-    page = selectors.message_list(
-        room=room, after=after, before=before, limit=_limit_param(request.GET)
-    )
-    frames = [protocol.message_frame(message) for message in page.messages]
-    return JsonResponse({"messages": frames, "has_more": page.has_more})
+    limit = _limit_param(request.GET)
+    # Under the room's last message: a page cached before a new message is
+    # never served after it. Access was checked above, for this request.
+    key = f"{room.pk}:{room.last_message_id}:{after}:{before}:{limit}"
+    body = caches["chat_history"].get(key)
+    if body is None:
+        page = selectors.message_list(
+            room=room, after=after, before=before, limit=limit
+        )
+        frames = [protocol.message_frame(message) for message in page.messages]
+        body = protocol.encode({"messages": frames, "has_more": page.has_more})
+        caches["chat_history"].set(key, body)
+    return HttpResponse(body, content_type="application/json")
 
 
 def _post(request: HttpRequest, room: Room) -> JsonResponse:

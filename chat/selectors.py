@@ -40,8 +40,13 @@ def room_get(*, slug: str, user: User) -> Room | None:
     Every socket's handshake makes this lookup: the room by its unique slug,
     then, for a private room only, the membership.
     """
-    room = Room.objects.filter(slug=slug).first()
-    if room is None or (room.is_private and not room_has_member(room=room, user=user)):
+    try:
+        # get(), not first(): a unique slug needs no ORDER BY, and the ORM
+        # builds the query faster without one.
+        room = Room.objects.get(slug=slug)
+    except Room.DoesNotExist:
+        return None
+    if room.is_private and not room_has_member(room=room, user=user):
         return None
     return room
 

@@ -318,6 +318,11 @@ CHAT_MAX_FRAME_LENGTH = env.int("CHAT_MAX_FRAME_LENGTH", default=16_384)
 # History pages over HTTP, and how many messages the room page renders.
 CHAT_HISTORY_PAGE_SIZE = env.int("CHAT_HISTORY_PAGE_SIZE", default=50)
 CHAT_HISTORY_MAX_LIMIT = env.int("CHAT_HISTORY_MAX_LIMIT", default=200)
+# Seconds each server process keeps a history page it served over HTTP. A page
+# is cached under the room's last message, so a new message shows at once; a
+# deleted message or a renamed author may show on a cached page this long. 0:
+# no cache.
+CHAT_HISTORY_CACHE_SECONDS = env.int("CHAT_HISTORY_CACHE_SECONDS", default=10)
 # Most messages one `resume` replays; the client asks again for the rest.
 CHAT_RESUME_MAX_MESSAGES = env.int("CHAT_RESUME_MAX_MESSAGES", default=1000)
 # Seconds a presence entry lives without a refresh from its server process.
@@ -356,3 +361,18 @@ CHAT_MESSAGE_WRITE = env.str("CHAT_MESSAGE_WRITE", default="statement")
 CHAT_ACCESS_RECHECK_INTERVAL = env.float("CHAT_ACCESS_RECHECK_INTERVAL", default=30.0)
 # How often the page polls for new messages when it has no WebSocket.
 CHAT_POLL_INTERVAL_MS = env.int("CHAT_POLL_INTERVAL_MS", default=2000)
+
+# --- Cache -------------------------------------------------------------------
+
+# In each process's memory: nothing cached here must outlive a restart or be
+# shared, and the API keeps serving when Redis is away.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "chat_history": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "chat-history",
+        "TIMEOUT": CHAT_HISTORY_CACHE_SECONDS,
+        # A page is at most CHAT_HISTORY_MAX_LIMIT messages.
+        "OPTIONS": {"MAX_ENTRIES": 200},
+    },
+}

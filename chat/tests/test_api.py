@@ -2,7 +2,6 @@ import json
 
 import pytest
 from django.db import OperationalError, connection
-from django.http import JsonResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -148,13 +147,11 @@ def test_history_frames_are_the_message_frames(auth_client, url, room, ids):
             room=room, limit=params.get("limit", 50), **cursor
         )
         response = auth_client.get(url, params)
-        expected = JsonResponse(
-            {
-                "messages": [protocol.message_frame(m) for m in page.messages],
-                "has_more": page.has_more,
-            }
-        )
-        assert response.content == expected.content
+        assert response["Content-Type"] == "application/json"
+        assert response.json() == {
+            "messages": [protocol.message_frame(m) for m in page.messages],
+            "has_more": page.has_more,
+        }
 
 
 def test_history_of_an_empty_room(auth_client, url, django_assert_max_num_queries):
@@ -178,6 +175,62 @@ def test_history_of_a_deleted_room_is_404(auth_client, url, room, ids):
     response = auth_client.get(url)
     assert response.status_code == 404
     assert error_code(response) == "room_not_found"
+
+
+# --- The history cache (CHAT_HISTORY_CACHE_SECONDS) ---------------------------
+
+
+def message_queries(queries) -> list[str]:
+    return [query["sql"] for query in queries if 'FROM "chat_message"' in query["sql"]]
+
+
+def test_a_page_served_again_costs_no_message_query(auth_client, url, ids):
+    first = auth_client.get(url, {"limit": 3})
+    with CaptureQueriesContext(connection) as queries:
+        again = auth_client.get(url, {"limit": 3})
+    assert again.json() == first.json()
+    assert message_queries(queries) == []
+    # Another cursor or limit is another page.
+    with CaptureQueriesContext(connection) as queries:
+        other = auth_client.get(url, {"limit": 2})
+    assert len(other.json()["messages"]) == 2
+    assert len(message_queries(queries)) == 1
+
+
+def test_a_new_message_shows_at_once_on_a_cached_page(auth_client, url, room, ids):
+    assert [m["id"] for m in auth_client.get(url).json()["messages"]] == ids
+    new, _created = services.message_create(
+        room=room, author=room.created_by, body="new", client_id="c-new"
+    )
+    assert [m["id"] for m in auth_client.get(url).json()["messages"]] == [*ids, new.id]
+    # Pollers asking for what follows the old last message see it too.
+    after = auth_client.get(url, {"after": ids[-1]}).json()["messages"]
+    assert [m["id"] for m in after] == [new.id]
+
+
+def test_a_cached_page_is_never_served_to_a_non_member(
+    client, user, other_user, no_broadcast
+):
+    secret = services.room_create(
+        slug="secret", title="Secret", created_by=user, is_private=True
+    )
+    services.message_create(room=secret, author=user, body="psst", client_id="c")
+    url = reverse("chat:api:room_messages", kwargs={"slug": secret.slug})
+    client.force_login(user)
+    assert client.get(url).json()["messages"][0]["body"] == "psst"
+    client.force_login(other_user)
+    response = client.get(url)
+    assert response.status_code == 404
+    assert error_code(response) == "room_not_found"
+
+
+def test_no_page_is_kept_with_cache_seconds_0(auth_client, url, ids, settings):
+    history = {**settings.CACHES["chat_history"], "TIMEOUT": 0}
+    settings.CACHES = {**settings.CACHES, "chat_history": history}
+    auth_client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        auth_client.get(url)
+    assert len(message_queries(queries)) == 1
 
 
 # --- Posting ----------------------------------------------------------------
