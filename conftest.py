@@ -155,9 +155,9 @@ def fresh_rate_limits(settings):
 
 @pytest.fixture(autouse=True)
 def fresh_socket_counts():
-    """Every test starts with no socket counted and no typing notice
-    remembered, whatever an earlier test, or an earlier run killed mid-way,
-    left in Redis under the same user ids."""
+    """Every test starts with no socket counted, no typing notice remembered
+    and no one present, whatever an earlier test, or an earlier run killed
+    mid-way, left in Redis under the same user ids and room names."""
     from chat import presence
 
     presence._memory_sockets.user_sockets.clear()
@@ -168,7 +168,7 @@ def fresh_socket_counts():
 
         client = redis.Redis.from_url(settings.REDIS_URL)
         try:
-            for kind in ("sockets", "typing"):
+            for kind in ("sockets", "typing", "presence"):
                 pattern = f"{settings.REDIS_PREFIX}:{kind}:*"
                 for key in client.scan_iter(match=pattern, count=1000):
                     client.delete(key)

@@ -7,7 +7,8 @@ then docs/benchmarks.md with every figure and plots.
     python -m bench.run --smoke    # seconds; what `make test` runs
 
 Scenarios (docs/benchmarks.md explains each):
-  fanout  one room of 50, 200 and 1,000 clients, stepping the rate
+  fanout  one room of 50, 200 and 1,000 clients, stepping the rate; a room
+          of 5,000 on the project's processes and the raw ceiling
   rooms   100 rooms x 10 clients, stepping the rate
   idle    thousands of idle sockets on one server process: memory per socket,
           handshakes, CPU; Daphne, and the same asgi.py under uvicorn and granian
@@ -58,27 +59,35 @@ class Plan:
     idle_sockets: list[int]
     churn: tuple[int, int]  # clients per wave, waves
     http_seconds: int
-    hold_seconds: float  # how long idle sockets are held, their CPU measured
+    # How long idle sockets are held, their CPU measured: longer than the
+    # project's periodic work (presence refresh, access recheck) so that the
+    # window is an average, not a draw.
+    hold_seconds: float
     drain: float = 3.0  # seconds to wait for late deliveries after a step
     refine: int = 2  # bisections between the last sustained and the first failed step
     redis_requests: int = 200_000  # per redis-benchmark command
+    # One room this large, for the targets with the "large-room" scenario; its
+    # steps (deliveries per second) are twice as long, so that even the first
+    # carries a few messages to every member.
+    large_room: int = 0
+    large_room_steps: tuple[int, ...] = (4000, 8000, 16000, 32000, 64000)
 
 
 PLANS = {
     "smoke": Plan(
         "smoke", [20], [200], (4, 5), [20], 1, [100], (50, 2), 1, 1, 2, refine=0,
-        redis_requests=2000,
+        redis_requests=2000, large_room=40, large_room_steps=(400,),
     ),
     "quick": Plan(
         "quick", [50, 200, 1000], [500, 1000, 2000, 4000, 8000, 16000, 32000],
-        (100, 10), [50, 100, 200, 400, 800, 1600, 3200], 3, [10000], (500, 3), 5, 5, 2,
-        refine=1,
+        (100, 10), [50, 100, 200, 400, 800, 1600, 3200], 3, [5000], (500, 3), 5, 45,
+        2, refine=1, large_room=5000,
     ),
     "full": Plan(
         "full", [50, 200, 1000],
         [500, 1000, 2000, 4000, 8000, 16000, 32000, 64000], (100, 10),
-        [50, 100, 200, 400, 800, 1600, 3200], 10, [5000, 10000], (1000, 5), 15, 10,
-        refine=3,
+        [50, 100, 200, 400, 800, 1600, 3200], 10, [5000, 10000], (1000, 5), 15, 45,
+        refine=3, large_room=5000,
     ),
 }  # fmt: skip
 
@@ -98,17 +107,20 @@ def measured(target: Target, load: Load) -> dict:
     return {**summary, **server.summary(), **rds.summary()}
 
 
-def step_up(target, scenario, plan, rooms, clients, rates, per_rate) -> list[dict]:
+def step_up(
+    target, scenario, plan, rooms, clients, rates, per_rate, seconds=None
+) -> list[dict]:
     """One load per rate, doubling, until a step is not sustained; then
     `plan.refine` bisections between the last sustained rate and the first
-    failed one (or below the first, if even that failed)."""
+    failed one (or below the first, if even that failed). Each step lasts
+    `seconds`, the plan's step length unless given."""
     rows = []
 
     def load_at(rate: float) -> Load:
         return Load(
             urls=target.urls, protocol=target.protocol, rooms=rooms, clients=clients,
-            rate=per_rate(rate), duration=plan.step_seconds, cookies=target.cookies,
-            origin=target.origin, drain=plan.drain,
+            rate=per_rate(rate), duration=seconds or plan.step_seconds,
+            cookies=target.cookies, origin=target.origin, drain=plan.drain,
         )  # fmt: skip
 
     # A first step at the lowest rate that is not counted: right after a fresh
@@ -160,12 +172,18 @@ def websocket_scenarios(target: Target, plan: Plan, log_dir: Path) -> list[dict]
     if not target.scenarios:
         return rows
     rooms, per_room = plan.rooms
-    target.start(log_dir, clients=max([*plan.fanout_clients, rooms * per_room]))
+    large = plan.large_room if "large-room" in target.scenarios else 0
+    target.start(log_dir, clients=max([*plan.fanout_clients, rooms * per_room, large]))
     try:
         for clients in plan.fanout_clients if "fanout" in target.scenarios else []:
             rows += step_up(
                 target, f"fanout-{clients}", plan, 1, clients, plan.fanout_steps,
                 lambda deliveries, c=clients: deliveries / c,
+            )  # fmt: skip
+        if large:
+            rows += step_up(
+                target, f"fanout-{large}", plan, 1, large, plan.large_room_steps,
+                lambda deliveries: deliveries / large, seconds=2 * plan.step_seconds,
             )  # fmt: skip
         if "rooms" in target.scenarios:
             rows += step_up(

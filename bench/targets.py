@@ -240,6 +240,7 @@ def all_targets() -> list[Target]:
             "chatroom",
             f"chatroom, {cores} Daphne processes",
             count=cores,
+            scenarios=("fanout", "large-room", "rooms"),
         ),
         # The same process writing each message with the ORM's transaction
         # instead of the one hand-written statement (chat/managers.py): what
@@ -258,7 +259,12 @@ def all_targets() -> list[Target]:
             "tutorial consumer, RedisPubSubChannelLayer",
             layer="pubsub",
         ),
-        RawBroadcast("raw", "raw", "raw websockets broadcast (ceiling)"),
+        RawBroadcast(
+            "raw",
+            "raw",
+            "raw websockets broadcast (ceiling)",
+            scenarios=("fanout", "large-room"),
+        ),
         OtherServer("project-uvicorn", "chatroom", "chatroom under uvicorn"),
         OtherServer(
             "project-granian", "chatroom", "chatroom under granian", server="granian"

@@ -7,8 +7,11 @@ or their last one leaves it, the room gets a `presence_change` frame, and each
 new socket gets the roster once, a page at a time (`presence` frames). Every
 change carries the room's presence version, so a client keeps what is newest
 per user whatever order frames from different server processes arrive in
-(docs/protocol.md). Changes are gathered per room for ANNOUNCE_DELAY, so a
-thousand sockets joining at once send each socket a handful of frames.
+(docs/protocol.md). Changes are gathered per room for ANNOUNCE_DELAY, and
+longer in a large room: each process sends a room of N users at most
+ANNOUNCED_DELIVERIES / N frames a second, so thousands of sockets joining at
+once cost the room's members a bounded share of what their processes can send,
+and the room's messages go on.
 
 The store (chat.presence_store) is Redis with REDIS_URL, shared by every
 server process, with entries that expire unless their process refreshes them;
@@ -42,8 +45,11 @@ logger = logging.getLogger(__name__)
 
 # Typing notices remembered by the in-memory store before it starts afresh.
 TYPING_ENTRIES_KEPT = 10_000
-# Seconds during which a room's presence changes are gathered into one frame.
+# Seconds during which a room's presence changes are gathered into one frame,
 ANNOUNCE_DELAY = 0.2
+# or, in a room of N present users, N / ANNOUNCED_DELIVERIES seconds: the most
+# presence frames per second one process's announcements cost a room.
+ANNOUNCED_DELIVERIES = 1000
 # Seconds before a resync is sent, and the longest wait between two tries.
 RESYNC_DELAY = 1.0
 RESYNC_DELAY_MAX = 30.0
@@ -129,6 +135,9 @@ async def typing_allowed(*, slug: str, user_id: int) -> bool:
 # Per event loop: slug -> the changes waiting for their frame.
 _pending: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]"
 _pending = weakref.WeakKeyDictionary()
+# Per event loop: each room's user count at its last announcement.
+_sizes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, int]]"
+_sizes = weakref.WeakKeyDictionary()
 # Per event loop: the slugs with a resync on its way.
 _resyncing: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set]"
 _resyncing = weakref.WeakKeyDictionary()
@@ -150,13 +159,25 @@ def _announce_soon(slug: str, changes: list[PresenceChange]) -> None:
 
 
 async def _announce(slug: str, pending: dict) -> None:
-    await asyncio.sleep(ANNOUNCE_DELAY)
+    sizes = _sizes.setdefault(asyncio.get_running_loop(), {})
+    size = sizes.get(slug, 0)
+    await asyncio.sleep(max(ANNOUNCE_DELAY, size / ANNOUNCED_DELIVERIES))
     latest: dict[str, PresenceChange] = {}
     for change in pending.pop(slug):
         if change.user not in latest or latest[change.user].version < change.version:
             latest[change.user] = change
     try:
         count = await _store().count(slug)
+        if count:
+            sizes[slug] = count
+        else:
+            sizes.pop(slug, None)
+        if len(latest) > settings.CHAT_PRESENCE_PAGE_SIZE:
+            # More than a page of names: one frame would outgrow what Daphne
+            # sends (--websocket-max-message-size), several would cost more
+            # than the roster's first page, which says it all in one.
+            await events.presence_resync(slug=slug)
+            return
         await events.presence_changed(
             slug=slug,
             changes=sorted(latest.values(), key=lambda c: c.version),

@@ -42,6 +42,9 @@ def test_smoke_run_measures_every_target_and_writes_the_report(tmp_path):
             assert step["connected"] == step["clients"], (target, step)
             assert step["sent"] > 0 and step["delivered"] == step["expected"], step
             assert step["duplicated"] == 0, step
+    # The large room runs on the project's processes and the raw ceiling only.
+    large = {r["target"] for r in rows if r["scenario"] == "fanout-40"}
+    assert large == {"project-scaled", "raw"}, large
     idle = {r["target"]: r for r in rows if r["scenario"] == "idle"}
     # The tutorial's RedisChannelLayer may refuse a few sockets of a connect
     # storm (its connection pool runs out): a finding, not a harness failure.

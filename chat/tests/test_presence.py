@@ -194,6 +194,41 @@ async def test_a_crowd_joining_at_once_is_announced_in_one_frame(slug, announced
     assert announced["changes"][1][1] == 0
 
 
+async def test_a_large_room_hears_of_changes_less_often(slug, announced, monkeypatch):
+    """A room of N users gets a process's presence frames at most
+    ANNOUNCED_DELIVERIES / N times a second: a join storm in a big room cannot
+    bury its messages under presence frames."""
+    monkeypatch.setattr(presence, "ANNOUNCED_DELIVERIES", 20)
+    for i in range(50):
+        await presence.presence_join(slug=slug, channel_name=f"c.{i}", username=f"u{i}")
+    await until(lambda: announced["changes"])
+    # 50 users: the next changes are gathered for 50 / 20 = 2.5 s, not 0.2.
+    started = time.monotonic()
+    await presence.presence_join(slug=slug, channel_name="c.50", username="u50")
+    await presence.presence_join(slug=slug, channel_name="c.51", username="u51")
+    await presence.presence_leave(slug=slug, channel_name="c.50")
+    await until(lambda: len(announced["changes"]) == 2, timeout=6)
+    assert time.monotonic() - started >= 2.0
+    # What happened meanwhile arrives as one frame, the newest change per user.
+    assert announced["changes"][1] == ([("u51", True), ("u50", False)], 51)
+
+
+async def test_more_changes_than_a_page_send_the_roster_afresh(
+    slug, announced, settings
+):
+    settings.CHAT_PRESENCE_PAGE_SIZE = 10
+    for i in range(11):
+        await presence.presence_join(slug=slug, channel_name=f"c.{i}", username=f"u{i}")
+    await until(lambda: announced["resyncs"])
+    await asyncio.sleep(presence.ANNOUNCE_DELAY * 2)
+    assert announced == {"changes": [], "resyncs": [slug]}
+    # A page's worth is still a change.
+    for i in range(10):
+        await presence.presence_leave(slug=slug, channel_name=f"c.{i}")
+    await until(lambda: announced["changes"])
+    assert announced["changes"][0][1] == 1 and len(announced["changes"][0][0]) == 10
+
+
 @pytest.mark.redis
 async def test_a_failed_refresh_is_followed_by_a_resync(
     slug, redis, announced, monkeypatch, settings
