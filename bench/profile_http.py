@@ -2,8 +2,8 @@
 Where a gunicorn sync worker spends its CPU on the history API, against the
 minimal view and the minimal view for a logged-in user: py-spy samples the one
 worker while wrk loads it, and the CPU per request of each phase (Django's
-session and user loads, the page's query, the JSON response, gunicorn around
-Django) goes to a text file.
+session and user loads, the room's lookup, the page the worker kept or else
+its query and JSON, gunicorn around Django) goes to a text file.
 
     python -m bench.profile_http --seconds 10
 
@@ -40,8 +40,11 @@ PHASES = {
     "  the user's load (auth.get_user)": "get_user (django/contrib/auth/__init__.py",
     "    the session's load": "SessionStore.load (django/contrib/sessions/backends/",
     "  the room's lookup (selectors.room_get)": "room_get (chat/selectors.py",
+    # A page the worker served within CHAT_HISTORY_CACHE_SECONDS is kept:
+    # then it is neither read nor encoded again.
+    "  the kept page (the history cache)": "get (django/core/cache/backends/locmem.py",
     "  the page (selectors.message_list)": "message_list (chat/selectors.py",
-    "  the JSON response": "JsonResponse.__init__ (django/http/response.py",
+    "  the page's JSON (protocol.encode)": "encode (chat/protocol.py",
 }
 # Each sample stops the worker to read its stack: 250 a second cost it little.
 SAMPLE_RATE = 250  # per second
