@@ -252,6 +252,15 @@ def all_targets() -> list[Target]:
             variables={"CHAT_MESSAGE_WRITE": "orm"},
             scenarios=("rooms",),
         ),
+        # The same process storing each message alone instead of the ones that
+        # wait together (chat/writes.py): what the group commit gains.
+        Project(
+            "project-unbatched",
+            "chatroom",
+            "chatroom, 1 Daphne process, each message stored alone",
+            variables={"CHAT_MESSAGE_BATCH_SIZE": "1"},
+            scenarios=("rooms",),
+        ),
         Tutorial("tutorial-redis", "tutorial", "tutorial consumer, RedisChannelLayer"),
         Tutorial(
             "tutorial-pubsub",

@@ -34,4 +34,13 @@ def check_chat_settings(app_configs, **kwargs) -> list[Error]:
                 id="chat.E002",
             )
         )
+    if settings.CHAT_MESSAGE_BATCH_SIZE < 1:
+        errors.append(
+            Error(
+                f"CHAT_MESSAGE_BATCH_SIZE is {settings.CHAT_MESSAGE_BATCH_SIZE}; "
+                "a batch holds at least one message.",
+                hint="1 stores each message alone.",
+                id="chat.E003",
+            )
+        )
     return errors

@@ -1,7 +1,8 @@
 """
 The WebSocket side of the chat: one ChatConsumer per socket, as in the Channels
-tutorial. It parses a frame, calls the chat core (services for writes,
-selectors for reads, through database_sync_to_async) and sends the answer;
+tutorial. It parses a frame, calls the chat core (selectors for reads, through
+database_sync_to_async; services for writes, through chat.writes, which stores
+the messages that sockets send meanwhile together) and sends the answer;
 group membership and broadcasts go through chat.events, the one module that
 talks to the channel layer. The wire protocol is docs/protocol.md.
 """
@@ -30,6 +31,7 @@ from .presence import (
 )
 from .protocol import CloseCode
 from .ratelimit import presence_rate_check, resume_rate_check
+from .writes import message_store
 
 logger = logging.getLogger(__name__)
 
@@ -177,12 +179,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         client_id = data.get("client_id")
         echo_id = client_id if services.client_id_is_valid(client_id) else None
         try:
-            message, created = await database_sync_to_async(database_call)(
-                services.message_create,
-                room=self.room,
-                author=self.user,
-                body=data.get("body"),
-                client_id=client_id,
+            message, created = await message_store(
+                services.MessageRequest(
+                    room=self.room,
+                    author=self.user,
+                    body=data.get("body"),
+                    client_id=client_id,
+                )
             )
         except ChatError as error:
             await self.send_error(error, client_id=echo_id)

@@ -5,12 +5,14 @@ the WebSocket consumer both call these functions.
 
 import secrets
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from . import events
 from .errors import ChatError
@@ -86,6 +88,16 @@ def _check_room_owner(*, room: Room, user: AbstractBaseUser) -> None:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class MessageRequest:
+    """A message a client asked to send, not yet checked."""
+
+    room: Room
+    author: AbstractBaseUser
+    body: object
+    client_id: object
+
+
 def message_create(
     *, room: Room, author: AbstractBaseUser, body: object, client_id: object
 ) -> tuple[Message, bool]:
@@ -93,57 +105,80 @@ def message_create(
 
     Returns (message, created). A client_id the author already used returns the
     stored message with created=False and broadcasts nothing: a retried send is
-    not a new message.
+    not a new message. Raises ChatError for a message that is refused.
     """
-    body = _clean_body(body)
-    client_id = _clean_client_id(client_id)
-    message_rate_check(user=author)
+    request = MessageRequest(room=room, author=author, body=body, client_id=client_id)
+    (result,) = message_create_many(requests=[request])
+    if isinstance(result, ChatError):
+        raise result
+    return result
 
-    # Insert first: a retry is rare, and the unique (author, client_id)
-    # constraint turns it into an IntegrityError, handled below. Looking it up
-    # first would cost every message one more query.
-    try:
-        message, prev_id = Message.objects.create_next(
-            room=room, author=author, body=body, client_id=client_id
+
+def message_create_many(
+    *, requests: Sequence[MessageRequest]
+) -> list[tuple[Message, bool] | ChatError]:
+    """message_create for each request, stored together (on PostgreSQL in one
+    transaction): for each, (message, created) or the ChatError that refused
+    it. One room's messages are stored and broadcast in the order given."""
+    results: list[tuple[Message, bool] | ChatError] = [None] * len(requests)
+    drafts: list[tuple[int, Message]] = []
+    for n, request in enumerate(requests):
+        try:
+            body = _clean_body(request.body)
+            client_id = _clean_client_id(request.client_id)
+            message_rate_check(user=request.author)
+        except ChatError as error:
+            results[n] = error
+            continue
+        draft = Message(
+            room=request.room, author=request.author, body=body, client_id=client_id
         )
-    except Room.DoesNotExist:
-        # Gone, or private and the author no longer a member.
-        raise ChatError(
-            "room_not_found", "There is no such room.", http_status=404
-        ) from None
-    except IntegrityError:
-        # A retry, or the same client_id raced in from another connection.
-        existing = _message_by_client_id(author=author, client_id=client_id, room=room)
-        if existing is None:
-            raise
-        return existing, False
-    # Runs at once when the message is already committed; inside a caller's
-    # transaction, when that commits.
-    transaction.on_commit(
-        partial(events.message_created, message=message, prev_id=prev_id)
-    )
-    room.last_message_id = message.id
-    return message, True
+        drafts.append((n, draft))
+    # Insert first: a retry is rare, and the unique (author, client_id)
+    # constraint tells it apart. Looking it up first would cost every message
+    # one more query.
+    stored = Message.objects.create_next_many([draft for _, draft in drafts])
+    for (n, draft), (message, prev_id, duplicate) in zip(drafts, stored, strict=True):
+        request = requests[n]
+        if message is not None:
+            # Runs at once when the message is already committed; inside a
+            # caller's transaction, when that commits.
+            transaction.on_commit(
+                partial(events.message_created, message=message, prev_id=prev_id)
+            )
+            request.room.last_message_id = message.id
+            results[n] = (message, True)
+        elif duplicate:  # a retry, or the same client_id from another connection
+            results[n] = _retried(draft)
+        else:  # the room is gone, or private and the author no longer a member
+            results[n] = ChatError(
+                "room_not_found", "There is no such room.", http_status=404
+            )
+    return results
 
 
 def new_client_id() -> str:
     return uuid.uuid4().hex
 
 
-def _message_by_client_id(
-    *, author: AbstractBaseUser, client_id: str, room: Room
-) -> Message | None:
+def _retried(draft: Message) -> tuple[Message, bool] | ChatError:
+    """The message stored under this draft's author and client_id."""
     message = (
         Message.objects.select_related("room", "author")
-        .filter(author=author, client_id=client_id)
+        .filter(author=draft.author, client_id=draft.client_id)
         .first()
     )
-    if message is not None and message.room_id != room.pk:
-        raise ChatError(
+    if message is None:
+        return ChatError(
+            "client_id_reused",
+            "This client_id named one of your messages, since deleted.",
+        )
+    if message.room_id != draft.room_id:
+        return ChatError(
             "client_id_reused",
             "This client_id already names one of your messages in another room.",
         )
-    return message
+    return message, False
 
 
 def _clean_body(body: object) -> str:

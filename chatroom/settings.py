@@ -354,6 +354,9 @@ CHAT_TYPING_INTERVAL = env.float("CHAT_TYPING_INTERVAL", default=2.0)
 # How a message is stored on PostgreSQL: "statement", one round trip, or "orm",
 # Django's transaction of five (chat/managers.py; other databases: the ORM's).
 CHAT_MESSAGE_WRITE = env.str("CHAT_MESSAGE_WRITE", default="statement")
+# Most messages a Daphne process stores in one transaction: those its sockets
+# sent while the write before them was under way (chat/writes.py). 1: each alone.
+CHAT_MESSAGE_BATCH_SIZE = env.int("CHAT_MESSAGE_BATCH_SIZE", default=100)
 # Seconds between two checks of every open socket's access (session, password,
 # active account, room membership) by each server process: the longest a change
 # that sends no signal (a bulk update, SQL) leaves a socket open. Changes made

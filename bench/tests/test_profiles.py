@@ -78,7 +78,9 @@ def test_the_load_profile_shows_daphnes_threads_and_who_used_the_machine(tmp_pat
     loop = section_starting(parts, "event loop")
     database = section_starting(parts, "database")
     assert "ChatConsumer.chat_message" in loop, loop
-    assert "message_create" in database, database
+    assert "message_create_many" in database, database
+    # The broadcasts, sent by chat.outbox's task in a thread of their own.
+    assert "_group_send" in section_starting(parts, "broadcasts"), report
 
 
 def test_the_http_profile_splits_a_request_into_its_phases(tmp_path):

@@ -78,14 +78,29 @@ def test_the_statement_is_measured_against_its_orm_twin_in_the_same_run():
         rooms("project-orm", 200, True),
         rooms("project-orm", 400, False),
     ]
-    [line, _] = report.statement_against_orm(rows)
+    [line, _] = report.write_variants(rows)
     assert "sustained 400 messages a second with the hand-written statement" in line
     assert "200 with the ORM's transaction" in line and line.endswith(": 2.00x.")
 
 
 def test_an_orm_twin_that_held_no_step_gives_a_bound():
     rows = [rooms("project", 400, True), rooms("project-orm", 50, False)]
-    [line, _] = report.statement_against_orm(rows)
+    [line, _] = report.write_variants(rows)
     assert "less than 50 with the ORM's transaction" in line
     assert line.endswith("more than 8.00x.")
-    assert report.statement_against_orm([rooms("project", 400, True)]) == []
+    assert report.write_variants([rooms("project", 400, True)]) == []
+
+
+def test_the_group_commit_is_measured_against_each_message_alone():
+    rows = [
+        rooms("project", 800, True),
+        rooms("project", 1600, False),
+        rooms("project-orm", 200, True),
+        rooms("project-unbatched", 400, True),
+        rooms("project-unbatched", 800, False),
+    ]
+    [orm, _, alone, _] = report.write_variants(rows)
+    assert orm.startswith("Message writes") and orm.endswith(": 4.00x.")
+    assert alone.startswith("Messages stored together (`chat/writes.py`)")
+    assert "sustained 800 messages a second with the messages that waited" in alone
+    assert "400 with each stored alone" in alone and alone.endswith(": 2.00x.")

@@ -455,7 +455,7 @@ async def test_database_down_while_sending_is_an_error_frame(
 ):
     alice, _ = await joined(open_socket, user)
 
-    monkeypatch.setattr("chat.services.message_create", database_down)
+    monkeypatch.setattr("chat.services.message_create_many", database_down)
     await send_message(alice, "lost?", "down-1")
     error = await next_frame(alice, "error")
     assert error["code"] == "unavailable"

@@ -111,11 +111,11 @@ async def test_sends_during_an_outage_all_get_unavailable_at_once(
     alice, _ = await joined(open_socket, user)
     calls = []
 
-    def database_down(**kwargs):
-        calls.append(kwargs["client_id"])
+    def database_down(*, requests):
+        calls.extend(request.client_id for request in requests)
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr("chat.services.message_create", database_down)
+    monkeypatch.setattr("chat.services.message_create_many", database_down)
     for number in range(5):
         await send_message(alice, "down?", f"d-{number}")
     errors = [await next_frame(alice, "error") for _ in range(5)]

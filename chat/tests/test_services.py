@@ -148,6 +148,52 @@ def test_bad_client_id_is_refused(room, user, broadcasts, client_id):
     assert not Message.objects.exists()
 
 
+def test_many_at_once_answer_each_request_and_broadcast_in_order(
+    room, user, other_user, monkeypatch, django_capture_on_commit_callbacks
+):
+    """message_create_many (chat.writes' batches): a refused request leaves the
+    others stored, and each room's broadcasts chain in the order asked."""
+    sent = []
+    monkeypatch.setattr(
+        events,
+        "message_created",
+        lambda *, message, prev_id: sent.append((message.body, prev_id)),
+    )
+    elsewhere = services.room_create(slug="elsewhere", title="E", created_by=user)
+    private = services.room_create(
+        slug="private", title="P", created_by=user, is_private=True
+    )
+    earlier, _ = create(elsewhere, user, body="earlier", client_id="taken")
+
+    def request(room, author, body, client_id):
+        return services.MessageRequest(
+            room=room, author=author, body=body, client_id=client_id
+        )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        results = services.message_create_many(
+            requests=[
+                request(room, user, "one", "1"),
+                request(room, user, " ", "2"),
+                request(private, other_user, "in?", "3"),
+                request(room, user, "taken here", "taken"),
+                request(elsewhere, user, "retried", "taken"),
+                request(room, other_user, "two", "1"),
+            ]
+        )
+    one, blank, not_member, reused, retried, two = results
+    assert [error.code for error in (blank, not_member, reused)] == [
+        "empty_body",
+        "room_not_found",
+        "client_id_reused",
+    ]
+    assert retried == (earlier, False)
+    assert one[1] and two[1]
+    assert sent == [("one", None), ("two", one[0].id)]
+    room.refresh_from_db()
+    assert room.last_message_id == two[0].id
+
+
 def test_html_is_stored_verbatim(room, user, broadcasts):
     payload = '<img src=x onerror=alert(1)> "quotes" </script>'
     message, _ = create(room, user, body=payload)
@@ -205,6 +251,56 @@ def test_writers_at_once_chain_each_message_to_the_one_before(
     assert [prev_id for _, prev_id in sent] == [None, *ids[:-1]]
     room.refresh_from_db()
     assert room.last_message_id == ids[-1]
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_batches_at_once_over_the_same_rooms_neither_deadlock_nor_break_chains(
+    user, make_user, monkeypatch, settings
+):
+    """Four connections storing batches over the same three rooms, named in
+    opposite orders: rooms are locked in one order, so no batch waits for
+    another's locks in a circle (PostgreSQL would abort one), and each room's
+    broadcasts still chain."""
+    settings.CHAT_MESSAGE_RATE_LIMIT = ""
+    rooms = [
+        services.room_create(slug=f"r{n}", title=f"R{n}", created_by=user)
+        for n in range(3)
+    ]
+    authors = [make_user(f"batcher{n}") for n in range(4)]
+    sent, lock = [], threading.Lock()
+
+    def record(*, message, prev_id):
+        with lock:
+            sent.append((message.room_id, message.id, prev_id))
+
+    monkeypatch.setattr(events, "message_created", record)
+
+    def write(number):
+        author = authors[number]
+        order = rooms if number % 2 else rooms[::-1]
+        try:
+            for batch in range(15):
+                results = services.message_create_many(
+                    requests=[
+                        services.MessageRequest(
+                            room=room, author=author, body="hi", client_id=f"{batch}{n}"
+                        )
+                        for n, room in enumerate(order)
+                    ]
+                )
+                assert all(isinstance(result, tuple) for result in results)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(len(authors)) as pool:
+        list(pool.map(write, range(len(authors))))
+
+    assert len(sent) == Message.objects.count() == 4 * 15 * 3
+    for room in rooms:
+        chain = sorted((id_, prev) for room_id, id_, prev in sent if room_id == room.pk)
+        ids = [id_ for id_, _ in chain]
+        assert [prev for _, prev in chain] == [None, *ids[:-1]]
 
 
 @pytest.mark.django_db(transaction=True)
