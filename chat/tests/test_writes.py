@@ -151,6 +151,17 @@ async def test_a_batch_size_of_one_stores_each_message_alone(
     assert [body for body, _ in sent] == ["first", "second", "third"]
 
 
+async def test_a_batch_size_below_one_still_stores_each_message(
+    room, user, sent, settings
+):
+    """Daphne runs no system check: a 0 from the environment must not leave
+    the writer taking empty batches for ever."""
+    settings.CHAT_MESSAGE_BATCH_SIZE = 0
+    async with asyncio.timeout(10):
+        message, created = await store(room, user, "alone")
+    assert created and sent == [("alone", None)]
+
+
 @pytest.mark.django_db(transaction=False)
 def test_a_batch_size_below_one_fails_the_system_check(settings):
     settings.CHAT_MESSAGE_BATCH_SIZE = 0
